@@ -1,0 +1,172 @@
+"""Checkpoints: safetensors weights + a JSON config. Nothing is ever unpickled.
+
+A checkpoint is a folder holding ``model.safetensors`` and ``config.json`` (the config is also
+embedded in the safetensors metadata, so the weight file alone is enough). ``load_model`` takes
+such a folder, the weight file itself, or a Hugging Face hub repo id (through huggingface_hub,
+which also serves it from the local cache when ``HF_HUB_OFFLINE=1``).
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .config import PartDiscConfig
+from .model import PartDiscModel
+
+WEIGHTS_NAME = "model.safetensors"
+CONFIG_NAME = "config.json"
+FORMAT = "partdisc/1"
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "checkpoints" / "faces-k8"
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be loaded: missing, corrupt, or made for another config."""
+
+
+def _frozen_prefixes(model: PartDiscModel) -> tuple[str, ...]:
+    return ("encoder.backbone.",) if model.cfg.encoder == "dino" else ()
+
+
+def _atomic_write(path: Path, write) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def save_model(model: PartDiscModel, path: str | Path, dtype: torch.dtype | None = None,
+               include_frozen: bool = False, metadata: dict[str, Any] | None = None) -> Path:
+    """Save ``model`` to a folder (``model.safetensors`` + ``config.json``) or to a ``.safetensors``
+    file. Writes are atomic (temp file, then rename). ``dtype=torch.float16`` halves the size.
+    The frozen DINO backbone is left out unless ``include_frozen`` (it is rebuilt from the config)."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    weights = path if path.suffix == ".safetensors" else path / WEIGHTS_NAME
+    skip = () if include_frozen else _frozen_prefixes(model)
+    state = {}
+    for name, tensor in model.state_dict().items():
+        if skip and name.startswith(skip):
+            continue
+        t = tensor.detach().cpu()
+        if dtype is not None and t.is_floating_point():
+            t = t.to(dtype)
+        state[name] = t.contiguous()
+    config_text = model.cfg.to_json()
+    meta = {"format": FORMAT, "config": config_text, "includes_frozen": str(bool(include_frozen))}
+    for key, value in (metadata or {}).items():
+        meta[str(key)] = value if isinstance(value, str) else json.dumps(value)
+    _atomic_write(weights, lambda tmp: save_file(state, tmp, metadata=meta))
+    config_path = weights.with_name(CONFIG_NAME) if path.suffix != ".safetensors" else weights.with_suffix(".json")
+    _atomic_write(config_path, lambda tmp: Path(tmp).write_text(config_text + "\n"))
+    return weights.parent if path.suffix != ".safetensors" else weights
+
+
+def _resolve(source: str | Path | None, revision: str | None) -> Path:
+    """A local weight file for a folder, a file or a hub repo id."""
+    if source is None:
+        source = DEFAULT_CHECKPOINT
+    path = Path(source).expanduser()
+    if path.is_dir():
+        weights = path / WEIGHTS_NAME
+        if not weights.is_file():
+            raise CheckpointError(f"{path} holds no {WEIGHTS_NAME}; is it a partdisc checkpoint folder?")
+        return weights
+    if path.is_file():
+        return path
+    text = str(source)
+    if HUB_ID.match(text) and not text.startswith((".", "/", "~")):
+        try:
+            from huggingface_hub import hf_hub_download
+
+            return Path(hf_hub_download(text, WEIGHTS_NAME, revision=revision))
+        except Exception as exc:  # offline, missing repo, missing file ...
+            raise CheckpointError(
+                f"could not fetch {WEIGHTS_NAME} of hub repo {text!r} ({type(exc).__name__}: {exc}). "
+                "Offline (HF_HUB_OFFLINE=1) only repos already in the local hub cache can be loaded; "
+                "or pass a local checkpoint folder."
+            ) from exc
+    raise CheckpointError(f"checkpoint {text!r} not found: expected a folder, a .safetensors file or a hub repo id")
+
+
+def read_checkpoint(source: str | Path | None = None, revision: str | None = None
+                    ) -> tuple[PartDiscConfig, dict[str, torch.Tensor], dict[str, str]]:
+    """Config, tensors and metadata of a checkpoint, without building a model."""
+    from safetensors import safe_open
+
+    weights = _resolve(source, revision)
+    try:
+        with safe_open(str(weights), framework="pt") as f:
+            meta = dict(f.metadata() or {})
+            state = {k: f.get_tensor(k) for k in f.keys()}
+    except Exception as exc:
+        raise CheckpointError(f"{weights} is not a readable safetensors file ({exc})") from exc
+    config_text = meta.get("config")
+    if config_text is None:
+        sibling = weights.with_name(CONFIG_NAME)
+        if not sibling.is_file():
+            raise CheckpointError(f"{weights} has no embedded config and no {CONFIG_NAME} beside it")
+        config_text = sibling.read_text()
+    try:
+        cfg = PartDiscConfig.from_dict(json.loads(config_text))
+    except (ValueError, TypeError) as exc:
+        raise CheckpointError(f"the config of {weights} is invalid: {exc}") from exc
+    return cfg, state, meta
+
+
+def load_model(source: str | Path | None = None, device: str | torch.device = "cpu",
+               revision: str | None = None, expect: PartDiscConfig | None = None,
+               **config_overrides: Any) -> PartDiscModel:
+    """Load a model in eval mode: ``load_model()`` gives the shipped face model,
+    ``load_model("runs/x")`` a local folder or file, ``load_model("owner/repo")`` a hub repo.
+
+    ``expect``: raise if the checkpoint's architecture differs from this config. ``config_overrides``
+    change settings that do not touch the weights (e.g. ``interpolate_features=False``,
+    ``dino_weights="/path/dino.pth"``)."""
+    cfg, state, meta = read_checkpoint(source, revision)
+    if config_overrides:
+        cfg = cfg.replace(**config_overrides)
+    if expect is not None:
+        diff = {k: (v, getattr(cfg, k)) for k, v in expect.to_dict().items() if cfg.to_dict()[k] != v}
+        if diff:
+            raise CheckpointError(f"checkpoint config differs from the expected one: {diff}")
+    includes_frozen = meta.get("includes_frozen", "False") == "True"
+    build_cfg = cfg.replace(dino_weights="random") if (cfg.encoder == "dino" and includes_frozen) else cfg
+    model = PartDiscModel(build_cfg)
+    model.cfg = cfg
+    own = model.state_dict()
+    skip = () if includes_frozen else _frozen_prefixes(model)
+    expected = {k for k in own if not (skip and k.startswith(skip))}
+    missing = sorted(expected - set(state))
+    unexpected = sorted(set(state) - set(own))
+    mismatched = [k for k in set(state) & set(own) if tuple(state[k].shape) != tuple(own[k].shape)]
+    if missing or unexpected or mismatched:
+        parts = []
+        if missing:
+            parts.append(f"missing {len(missing)} tensors (e.g. {missing[:3]})")
+        if unexpected:
+            parts.append(f"unexpected {len(unexpected)} tensors (e.g. {unexpected[:3]})")
+        if mismatched:
+            parts.append("shape mismatch for " + ", ".join(
+                f"{k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}" for k in sorted(mismatched)[:3]))
+        raise CheckpointError("the weights do not fit the checkpoint's config (was it saved with another "
+                              "config or edited?): " + "; ".join(parts))
+    with torch.no_grad():
+        for name, tensor in state.items():
+            own[name].copy_(tensor.to(own[name].dtype))
+    return model.to(device).eval()
+
+
+__all__ = ["save_model", "load_model", "read_checkpoint", "CheckpointError", "DEFAULT_CHECKPOINT"]

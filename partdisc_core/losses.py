@@ -1,0 +1,126 @@
+"""The four losses of eq. (9): reconstruction (7), semantic consistency (8), concentration (4-5)
+and area (6). Each is a small function or module; :class:`PartDiscLoss` adds them with the
+config's weights and lets any of them be switched off (weight 0) for the Table 6 ablations.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import PartDiscConfig
+from .layers import normalized_grid
+
+
+def concentration_loss(maps: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """Eq. (4-5) on the foreground maps V (B, K, H, W), in normalised coordinates [-1, 1).
+
+    For each part k, the spatial variance of V_k around its centre c_k (weighted by V_k / z_k),
+    summed over parts and averaged over the batch. Zero for point masses, growing with spread.
+    """
+    b, k, h, w = maps.shape
+    maps = maps.float()
+    grid = normalized_grid(h, device=maps.device) if h == w else _rect_grid(h, w, maps.device)
+    z = maps.sum(dim=(2, 3), keepdim=True) + eps  # z_k, the soft area
+    weights = maps / z
+    centres = torch.einsum("bkhw,dhw->bkd", weights, grid)  # (c_x, c_y) per part
+    sq = (grid.unsqueeze(0).unsqueeze(0) - centres[..., None, None]).pow(2).sum(dim=2)  # (B, K, H, W)
+    return (sq * weights).sum(dim=(1, 2, 3)).mean()
+
+
+def _rect_grid(h: int, w: int, device) -> torch.Tensor:
+    ys = torch.arange(h, device=device, dtype=torch.float32) / h * 2 - 1
+    xs = torch.arange(w, device=device, dtype=torch.float32) / w * 2 - 1
+    gy, gx = torch.meshgrid(ys, xs, indexing="ij")
+    return torch.stack([gx, gy])
+
+
+def area_loss(maps: torch.Tensor, alpha: float, eps: float = 1e-8) -> torch.Tensor:
+    """Eq. (6): sum_k 1 / (1 + z_k / alpha) with z_k the soft pixel count of V_k; mean over batch.
+
+    Rises sharply as a part's area z_k falls below alpha, which keeps every part (and the
+    background) from vanishing.
+    """
+    z = maps.float().sum(dim=(2, 3)) + eps
+    return (1.0 / (1.0 + z / alpha)).sum(dim=1).mean()
+
+
+class ArcFace(nn.Module):
+    """Semantic consistency, eq. (8): ArcFace over the K foreground part representations.
+
+    W (K x N_class, C) holds one learnable vector per foreground part (per class when
+    class-conditional); part k of every image is pulled towards W_k with an additive angular
+    margin m and pushed away from the other parts' vectors, scaled by s.
+    """
+
+    def __init__(self, cfg: PartDiscConfig) -> None:
+        super().__init__()
+        self.num_parts = cfg.num_parts
+        self.scale = cfg.arcface_scale
+        self.margin = cfg.arcface_margin
+        self.weight = nn.Parameter(torch.empty(cfg.num_parts * cfg.num_classes, cfg.feature_dim))
+        nn.init.xavier_uniform_(self.weight)
+
+    def class_weights(self, batch: int, class_ids: torch.Tensor | None) -> torch.Tensor:
+        if class_ids is None:
+            return self.weight[: self.num_parts].unsqueeze(0).expand(batch, -1, -1)
+        idx = class_ids.long().reshape(-1, 1) * self.num_parts + torch.arange(self.num_parts, device=class_ids.device)
+        return self.weight[idx]
+
+    def forward(self, parts: torch.Tensor, class_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """parts: foreground G (B, K, C) -> scalar loss."""
+        b, k, _ = parts.shape
+        w = self.class_weights(b, class_ids)
+        cosine = torch.einsum("bkc,btc->bkt", F.normalize(parts.float(), dim=-1), F.normalize(w.float(), dim=-1))
+        eye = torch.eye(k, device=parts.device, dtype=torch.bool)
+        theta = torch.acos(cosine.clamp(-1 + 1e-6, 1 - 1e-6))
+        # cos(theta + m) while theta + m < pi; beyond, the usual monotone extension keeps it decreasing.
+        with_margin = torch.where(theta + self.margin < math.pi, torch.cos(theta + self.margin),
+                                  cosine - math.sin(math.pi - self.margin) * self.margin)
+        logits = self.scale * torch.where(eye, with_margin, cosine)
+        target = torch.arange(k, device=parts.device).expand(b, k)
+        return F.cross_entropy(logits.reshape(b * k, k), target.reshape(-1))
+
+
+class PartDiscLoss(nn.Module):
+    """Total loss, eq. (9), over both views; holds the frozen perceptual network."""
+
+    def __init__(self, cfg: PartDiscConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.perceptual = None
+        if cfg.reconstruction == "perceptual" and cfg.lambda_rec > 0:
+            from .perceptual import PerceptualNetwork
+
+            self.perceptual = PerceptualNetwork(cfg)
+
+    def reconstruction(self, recon: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if self.cfg.reconstruction == "mse":
+            return F.mse_loss(recon.float(), target.float())
+        with torch.no_grad():
+            target_feats = self.perceptual(target)
+        loss = recon.new_zeros((), dtype=torch.float32)
+        for weight, a, b in zip(self.cfg.perceptual_layer_weights, self.perceptual(recon), target_feats):
+            loss = loss + weight * (a.float() - b.float()).abs().mean()
+        return loss
+
+    def forward(self, out, arcface: ArcFace, class_ids: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """out: a :class:`partdisc_core.model.TrainOutput`. Returns each loss and their weighted ``total``."""
+        cfg = self.cfg
+        k = cfg.num_parts
+        zero = out.maps[0].new_zeros((), dtype=torch.float32)
+        views = range(len(out.maps))
+        rec = con = area = sc = zero
+        if cfg.reconstruction != "none" and cfg.lambda_rec > 0:
+            rec = sum(self.reconstruction(out.recon[i], out.targets[i]) for i in views) / len(out.maps)
+        if cfg.lambda_con > 0:
+            con = sum(concentration_loss(out.maps[i][:, :k], cfg.epsilon) for i in views) / len(out.maps)
+        if cfg.lambda_area > 0:
+            sl = slice(None) if cfg.area_on_background else slice(0, k)
+            area = sum(area_loss(out.maps[i][:, sl], cfg.alpha, cfg.epsilon) for i in views) / len(out.maps)
+        if cfg.lambda_sc > 0:
+            sc = sum(arcface(out.parts[i][:, :k], class_ids) for i in views) / len(out.maps)
+        total = cfg.lambda_rec * rec + cfg.lambda_sc * sc + cfg.lambda_con * con + cfg.lambda_area * area
+        return {"total": total, "rec": rec, "sc": sc, "con": con, "area": area}

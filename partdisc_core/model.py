@@ -1,0 +1,252 @@
+"""The part discovery model: encoder F, PartFormer G, representation transfer (V, S), decoder.
+
+Training (Fig. 2): two geometric views of one image each give F and G; the views exchange G, and
+V^{2->1} = softmax_k(tau * G^(2) F^(1)) (eq. 2) weighs G^(2) into S^{2->1} = sum_k V_k G_k (eq. 3),
+which the decoder turns back into view 1 (and symmetrically for view 2).
+
+Test time (Fig. 3, §3.4): G acts as K + 1 detectors over F upsampled bilinearly to the image size.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import PartDiscConfig
+from .decoder import Decoder
+from .encoders import build_encoder
+from .inputs import to_image_tensors
+from .layers import init_xavier
+from .losses import ArcFace
+from .partformer import PartFormer
+
+
+def part_probabilities(parts: torch.Tensor, features: torch.Tensor, tau: float) -> torch.Tensor:
+    """V (eq. 2): softmax over the K + 1 parts of tau * <G_k, F_ij>.  parts (B, K+1, C), features
+    (B, C, H, W) -> (B, K+1, H, W), summing to 1 over parts at every pixel."""
+    logits = torch.einsum("bkc,bchw->bkhw", parts, features)
+    return torch.softmax(tau * logits.float(), dim=1).to(features.dtype)
+
+
+def synthesize(probabilities: torch.Tensor, parts: torch.Tensor) -> torch.Tensor:
+    """S (eq. 3): sum_k V_k G_k, a convex combination of the part representations at each pixel."""
+    return torch.einsum("bkhw,bkc->bchw", probabilities, parts.to(probabilities.dtype))
+
+
+@dataclass
+class TrainOutput:
+    """Everything the losses need from one training forward pass, per view (index 0 and 1)."""
+
+    recon: tuple[torch.Tensor, ...]    # I'^(n): reconstructions, normalised like the input
+    targets: tuple[torch.Tensor, ...]  # I^(n) at the PartFormer's size, normalised
+    maps: tuple[torch.Tensor, ...]     # V used to reconstruct view n (V^{2->1}, V^{1->2})
+    parts: tuple[torch.Tensor, ...]    # G^(n)
+
+
+@dataclass
+class Prediction:
+    """Output of :meth:`PartDiscModel.predict` for B images.
+
+    masks: (B, K+1, H, W) soft part maps at the input images' size (last index = background);
+    labels: (B, H, W) argmax part ids; attention: (B, K+1, h, w) each part token's attention to
+    the image patches, averaged over heads and layers; parts: (B, K+1, C), G. When the images
+    differ in size, ``masks`` and ``labels`` are lists of per-image tensors.
+    """
+
+    masks: Any
+    labels: Any
+    attention: torch.Tensor | None
+    parts: torch.Tensor
+
+
+@dataclass
+class SwapResult:
+    """Images (B, 3, S, S) in [0, 1]: both inputs reconstructed with the chosen parts exchanged,
+    and their plain reconstructions."""
+
+    swapped_a: torch.Tensor
+    swapped_b: torch.Tensor
+    recon_a: torch.Tensor
+    recon_b: torch.Tensor
+
+
+class PartDiscModel(nn.Module):
+    """Feature-map encoder + PartFormer + decoder (+ the ArcFace vectors W of eq. 8)."""
+
+    def __init__(self, cfg: PartDiscConfig | None = None) -> None:
+        super().__init__()
+        self.cfg = cfg = cfg or PartDiscConfig()
+        self.encoder = build_encoder(cfg)
+        self.partformer = PartFormer(cfg)
+        self.decoder = Decoder(cfg)
+        self.arcface = ArcFace(cfg)
+        init_xavier(self.partformer)
+        init_xavier(self.decoder)
+        nn.init.normal_(self.partformer.part_tokens, std=0.02)
+        self.register_buffer("mean", torch.tensor(cfg.mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(cfg.std).view(1, 3, 1, 1), persistent=False)
+
+    # --- helpers ---------------------------------------------------------------------------------
+    @property
+    def device(self) -> torch.device:
+        return self.mean.device
+
+    @property
+    def num_parts(self) -> int:
+        return self.cfg.num_parts
+
+    def normalize(self, images: torch.Tensor) -> torch.Tensor:
+        return (images - self.mean.to(images.dtype)) / self.std.to(images.dtype)
+
+    def denormalize(self, images: torch.Tensor) -> torch.Tensor:
+        return (images.float() * self.std + self.mean).clamp(0.0, 1.0)
+
+    @staticmethod
+    def _resize(x: torch.Tensor, size: int) -> torch.Tensor:
+        if x.shape[-1] == size and x.shape[-2] == size:
+            return x
+        return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        """F: pixel representations (B, C, h, w) of normalised images at any size."""
+        return self.encoder(self._resize(images, self.cfg.encoder_image_size))
+
+    def part_representations(self, images: torch.Tensor, class_ids: torch.Tensor | None = None,
+                             return_attention: bool = False):
+        """G (B, K+1, C), and on request the attention maps, of normalised images."""
+        return self.partformer(self._resize(images, self.cfg.image_size), class_ids, return_attention)
+
+    def decode(self, synthetic: torch.Tensor) -> torch.Tensor:
+        out = self.decoder(synthetic)
+        return self._resize(out, self.cfg.image_size)
+
+    # --- training --------------------------------------------------------------------------------
+    def forward(self, view1: torch.Tensor, view2: torch.Tensor, class_ids: torch.Tensor | None = None) -> TrainOutput:
+        """Two-stream training pass on two views in [0, 1], (B, 3, S, S) with S = cfg.input_size."""
+        x = self.normalize(torch.cat([view1, view2]))
+        ids = None if class_ids is None else torch.cat([class_ids, class_ids])
+        feats = self.features(x)                      # F^(1), F^(2) in one batch
+        parts, _ = self.part_representations(x, ids)  # G^(1), G^(2)
+        b = view1.shape[0]
+        if self.cfg.exchange:
+            parts_used = torch.cat([parts[b:], parts[:b]])  # view 1 gets G^(2), view 2 gets G^(1)
+        else:
+            parts_used = parts
+        maps = part_probabilities(parts_used, feats, self.cfg.tau)
+        recon = self.decode(synthesize(maps, parts_used))
+        targets = self._resize(x, self.cfg.image_size)
+        return TrainOutput(recon=recon.split(b), targets=targets.split(b), maps=maps.split(b), parts=parts.split(b))
+
+    # --- inference -------------------------------------------------------------------------------
+    def _prepare(self, images: Any) -> tuple[torch.Tensor, list[tuple[int, int]]]:
+        tensors = to_image_tensors(images)
+        sizes = [tuple(t.shape[-2:]) for t in tensors]
+        size = self.cfg.input_size
+        batch = torch.stack([self._resize(t.unsqueeze(0), size)[0] for t in tensors])
+        return batch.to(self.device), sizes
+
+    def _autocast(self):
+        enabled = self.device.type == "cuda"
+        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=enabled)
+
+    @torch.no_grad()
+    def predict(self, images: Any, class_ids: torch.Tensor | Sequence[int] | None = None,
+                return_attention: bool = True, output_size: str | int | None = "input",
+                batch_size: int = 32) -> Prediction:
+        """Part maps of one or more images (paths, PIL images, uint8/float arrays or tensors; any
+        size; RGB, grayscale or RGBA). ``output_size``: "input" (each image's own size), an int
+        (square maps of that side) or None (the model's input size)."""
+        if self.training:
+            raise RuntimeError("call model.eval() before predict()")
+        batch, sizes = self._prepare(images)
+        if class_ids is not None:
+            class_ids = torch.as_tensor(class_ids, device=self.device).reshape(-1)
+        masks, attns, parts_all = [], [], []
+        for start in range(0, batch.shape[0], batch_size):
+            x = self.normalize(batch[start:start + batch_size])
+            ids = None if class_ids is None else class_ids[start:start + batch_size]
+            with self._autocast():
+                feats = self.features(x)
+                parts, attn = self.part_representations(x, ids, return_attention)
+            feats, parts = feats.float(), parts.float()
+            if self.cfg.interpolate_features:
+                size = self.cfg.image_size
+                feats = F.interpolate(feats, size=(size, size), mode="bilinear", align_corners=False)
+            masks.append(part_probabilities(parts, feats, self.cfg.tau))
+            attns.append(attn.float() if attn is not None else None)
+            parts_all.append(parts)
+        maps = torch.cat(masks)
+        attention = torch.cat(attns) if return_attention else None
+        if output_size is None:
+            out_sizes = [None] * len(sizes)
+        elif output_size == "input":
+            out_sizes = sizes
+        else:
+            out_sizes = [(int(output_size), int(output_size))] * len(sizes)
+        per_image = [self._resize_maps(m, s) for m, s in zip(maps, out_sizes)]
+        labels = [m.argmax(dim=0) for m in per_image]
+        if len({tuple(m.shape) for m in per_image}) == 1:
+            return Prediction(torch.stack(per_image), torch.stack(labels), attention, torch.cat(parts_all))
+        return Prediction(per_image, labels, attention, torch.cat(parts_all))
+
+    @staticmethod
+    def _resize_maps(maps: torch.Tensor, size: tuple[int, int] | None) -> torch.Tensor:
+        if size is None or tuple(maps.shape[-2:]) == tuple(size):
+            return maps
+        out = F.interpolate(maps.unsqueeze(0), size=size, mode="bilinear", align_corners=False)[0]
+        return out / out.sum(dim=0, keepdim=True).clamp_min(1e-12)
+
+    @torch.no_grad()
+    def encode(self, images: Any, class_ids=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(F, G) of images given in any accepted form; F at the feature map's own size."""
+        batch, _ = self._prepare(images)
+        x = self.normalize(batch)
+        ids = None if class_ids is None else torch.as_tensor(class_ids, device=self.device).reshape(-1)
+        with self._autocast():
+            feats = self.features(x)
+            parts, _ = self.part_representations(x, ids)
+        return feats.float(), parts.float()
+
+    @torch.no_grad()
+    def render(self, features: torch.Tensor, parts: torch.Tensor) -> torch.Tensor:
+        """Decode F and G into an image in [0, 1]: the decoder applied to S = sum_k V_k G_k."""
+        with self._autocast():
+            out = self.decode(synthesize(part_probabilities(parts, features, self.cfg.tau), parts))
+        return self.denormalize(out)
+
+    @torch.no_grad()
+    def reconstruct(self, images: Any, class_ids=None) -> torch.Tensor:
+        """Plain reconstructions (B, 3, S, S) in [0, 1] from each image's own F and G."""
+        feats, parts = self.encode(images, class_ids)
+        return self.render(feats, parts)
+
+    @torch.no_grad()
+    def swap_parts(self, image_a: Any, image_b: Any, parts: Sequence[int] | None = None,
+                   class_ids=None) -> SwapResult:
+        """Reconstruct both images with the listed foreground parts' representations G_k taken from
+        the other image (Fig. 11). ``parts`` are part numbers 1..K as shown in legends (None: all
+        foreground parts); the background representation is never exchanged."""
+        k = self.cfg.num_parts
+        chosen = list(range(1, k + 1)) if parts is None else [int(p) for p in parts]
+        bad = [p for p in chosen if not 1 <= p <= k]
+        if bad:
+            raise ValueError(f"part numbers must be in 1..{k}, got {bad}")
+        feats_a, parts_a = self.encode(image_a, class_ids)
+        feats_b, parts_b = self.encode(image_b, class_ids)
+        if parts_a.shape[0] != parts_b.shape[0]:
+            raise ValueError("swap_parts needs as many images in image_a as in image_b")
+        mask = torch.zeros(k + 1, dtype=torch.bool, device=parts_a.device)
+        mask[[p - 1 for p in chosen]] = True
+        mask = mask.view(1, -1, 1)
+        swapped_a = torch.where(mask, parts_b, parts_a)
+        swapped_b = torch.where(mask, parts_a, parts_b)
+        both = self.render(torch.cat([feats_a, feats_b, feats_a, feats_b]),
+                           torch.cat([swapped_a, swapped_b, parts_a, parts_b]))
+        sa, sb, ra, rb = both.split(parts_a.shape[0])
+        return SwapResult(sa, sb, ra, rb)
+
+
+__all__ = ["PartDiscModel", "Prediction", "SwapResult", "TrainOutput", "part_probabilities", "synthesize"]

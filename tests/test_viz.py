@@ -1,0 +1,181 @@
+import numpy as np
+import pytest
+from PIL import Image
+
+from partdisc_core import viz
+
+
+def _onehot(labels, k1):
+    return (np.arange(k1)[:, None, None] == labels[None]).astype(np.float32)
+
+
+def _random_image(h=20, w=24, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+# ---------------------------------------------------------------- colours
+def test_palette_distinct_and_background_separate():
+    assert viz.PALETTE.shape == (16, 3) and viz.PALETTE.dtype == np.uint8
+    assert len({tuple(c) for c in viz.PALETTE}) == 16
+    assert tuple(viz.BACKGROUND_COLOR) not in {tuple(c) for c in viz.PALETTE}
+    # no two colours nearly equal (min L1 distance in RGB)
+    cols = np.concatenate([viz.PALETTE, viz.BACKGROUND_COLOR[None]]).astype(int)
+    d = np.abs(cols[:, None] - cols[None]).sum(-1) + np.eye(len(cols), dtype=int) * 10**6
+    assert d.min() > 40
+
+
+def test_part_colors_order():
+    c = viz.part_colors(4)
+    assert c.shape == (5, 3) and c.dtype == np.uint8
+    np.testing.assert_array_equal(c[:4], viz.PALETTE[:4])
+    np.testing.assert_array_equal(c[4], viz.BACKGROUND_COLOR)
+    big = viz.part_colors(20)
+    assert big.shape == (21, 3)
+    assert len({tuple(x) for x in big}) == 21
+
+
+def test_label_to_rgb():
+    labels = np.array([[0, 1], [2, 3]])
+    rgb = viz.label_to_rgb(labels, 3)
+    assert rgb.shape == (2, 2, 3) and rgb.dtype == np.uint8
+    np.testing.assert_array_equal(rgb[0, 0], viz.PALETTE[0])
+    np.testing.assert_array_equal(rgb[1, 0], viz.PALETTE[2])
+    np.testing.assert_array_equal(rgb[1, 1], viz.BACKGROUND_COLOR)
+    with pytest.raises(ValueError):
+        viz.label_to_rgb(np.array([[0, 4]]), 3)
+
+
+# ---------------------------------------------------------------- overlays
+@pytest.mark.parametrize("hard", [True, False])
+@pytest.mark.parametrize("show_background", [True, False])
+def test_overlay_opacity_zero_is_identity(hard, show_background):
+    img = _random_image()
+    m = np.random.default_rng(1).random((5, 20, 24)).astype(np.float32)
+    out = viz.overlay_masks(img, m, opacity=0.0, hard=hard, show_background=show_background)
+    assert out.dtype == np.uint8
+    np.testing.assert_array_equal(out, img)
+
+
+def test_overlay_hard_opacity_one_gives_palette_colours():
+    img = _random_image()
+    labels = np.random.default_rng(2).integers(0, 4, (20, 24))  # 0..3, K=3 -> 3 is bg
+    m = _onehot(labels, 4) * 0.7 + 0.1  # still argmax = labels
+    out = viz.overlay_masks(img, m, opacity=1.0, hard=True, show_background=True)
+    np.testing.assert_array_equal(out, viz.part_colors(3)[labels])
+    out2 = viz.overlay_masks(img, m, opacity=1.0, hard=True, show_background=False)
+    fg = labels < 3
+    np.testing.assert_array_equal(out2[fg], viz.part_colors(3)[labels][fg])
+    np.testing.assert_array_equal(out2[~fg], img[~fg])
+
+
+def test_overlay_soft_background_mass_leaves_image():
+    img = _random_image()
+    m = np.zeros((5, 20, 24), np.float32)
+    m[4] = 1.0
+    out = viz.overlay_masks(img, m, opacity=0.8, hard=False, show_background=False)
+    np.testing.assert_array_equal(out, img)
+    out_bg = viz.overlay_masks(img, m, opacity=1.0, hard=False, show_background=True)
+    assert (out_bg == viz.BACKGROUND_COLOR).all()
+
+
+def test_overlay_soft_blend_values():
+    img = np.zeros((4, 4, 3), np.uint8)
+    m = np.zeros((3, 4, 4), np.float32)
+    m[0, :, :2] = 1.0           # left half: all part 1
+    m[0, :, 2:] = 0.5           # right half: half part 1, half background
+    m[2, :, 2:] = 0.5
+    out = viz.overlay_masks(img, m, opacity=1.0, hard=False).astype(int)
+    c0 = viz.PALETTE[0].astype(int)
+    np.testing.assert_array_equal(out[:, :2], np.broadcast_to(c0, (4, 2, 3)))
+    # colour = part 1 colour (not tinted by the background), alpha = 0.5
+    assert np.abs(out[:, 2:] - np.round(c0 * 0.5)).max() <= 1
+
+
+def test_overlay_soft_onehot_matches_hard():
+    img = _random_image()
+    labels = np.random.default_rng(3).integers(0, 3, (20, 24))  # foreground only, K=3
+    m = _onehot(labels, 4)
+    a = viz.overlay_masks(img, m, opacity=0.4, hard=True)
+    b = viz.overlay_masks(img, m, opacity=0.4, hard=False)
+    assert np.abs(a.astype(int) - b.astype(int)).max() <= 1
+
+
+def test_overlay_resizes_low_res_masks():
+    img = _random_image(32, 32)
+    m = np.zeros((3, 8, 8), np.float32)
+    m[0] = 1.0
+    out = viz.overlay_masks(img, m, opacity=1.0)
+    assert out.shape == img.shape
+    assert (out == viz.PALETTE[0]).all()
+
+
+def test_overlay_accepts_torch_tensors():
+    torch = pytest.importorskip("torch")
+    img = _random_image()
+    m = torch.softmax(torch.randn(5, 20, 24), 0)
+    out = viz.overlay_masks(torch.from_numpy(img), m, opacity=0.5, hard=True)
+    ref = viz.overlay_masks(img, m.numpy(), opacity=0.5, hard=True)
+    np.testing.assert_array_equal(out, ref)
+
+
+# ---------------------------------------------------------------- legend / grid
+def test_legend_image():
+    leg = viz.legend_image(4, height=24)
+    assert leg.ndim == 3 and leg.shape[0] == 24 and leg.shape[2] == 3 and leg.dtype == np.uint8
+    assert (leg != 255).any()  # not blank
+    flat = {tuple(p) for p in leg.reshape(-1, 3)}
+    for c in viz.part_colors(4):
+        assert tuple(c) in flat
+    assert viz.legend_image(8).shape[1] > leg.shape[1]
+    named = viz.legend_image(2, names=["eyes", "mouth"])
+    assert named.shape[0] == 24
+    with pytest.raises(ValueError):
+        viz.legend_image(3, names=["a"])
+
+
+def test_map_grid_shape_and_strips():
+    rng = np.random.default_rng(0)
+    maps = rng.random((5, 7, 9))
+    size, pad, th, border = 32, 2, 14, 4
+    g = viz.map_grid(maps, size=size)
+    assert g.dtype == np.uint8
+    assert g.shape == (pad + th + border + size + pad, pad + 5 * (size + pad), 3)
+    colors = viz.part_colors(4)
+    for i in range(5):
+        x0 = pad + i * (size + pad)
+        strip = g[pad + th:pad + th + border, x0:x0 + size]
+        assert (strip == colors[i]).all()
+    g2 = viz.map_grid(maps, size=size, columns=2, titles=list("abcde"))
+    assert g2.shape == (pad + 3 * (th + border + size + pad), pad + 2 * (size + pad), 3)
+
+
+def test_map_grid_normalisation_and_cmap():
+    import matplotlib
+
+    lut = (matplotlib.colormaps["viridis"]([0.0, 1.0])[:, :3] * 255 + 0.5).astype(np.uint8)
+    maps = np.stack([np.zeros((4, 4)), np.ones((4, 4)), np.full((4, 4), 3.0)])
+    g = viz.map_grid(maps, size=8, normalize=None, title_height=0, border=0, pad=0)
+    assert g.shape == (8, 24, 3)
+    assert (g[:, :8] == lut[0]).all()
+    assert (g[:, 8:16] == lut[1]).all()
+    assert (g[:, 16:] == lut[1]).all()  # clipped
+    # constant maps must not blow up with per-map normalisation
+    g3 = viz.map_grid(maps, size=8, normalize="each")
+    assert np.isfinite(g3).all()
+    # "all": shared range -> the middle map is between the two ends
+    ramp = np.stack([np.zeros((2, 2)), np.full((2, 2), 0.5), np.ones((2, 2))])
+    ga = viz.map_grid(ramp, size=4, normalize="all", title_height=0, border=0, pad=0)
+    assert not (ga[:, 4:8] == lut[0]).all() and not (ga[:, 4:8] == lut[1]).all()
+    with pytest.raises(ValueError):
+        viz.map_grid(maps, normalize="bogus")
+
+
+def test_side_by_side_and_save(tmp_path):
+    a = _random_image(20, 10)
+    b = _random_image(40, 40)
+    out = viz.side_by_side([a, b], pad=4)
+    assert out.shape == (40 + 8, 4 + 20 + 4 + 40 + 4, 3)
+    np.testing.assert_array_equal(out[4:44, 28:68], b)
+    p = viz.save_png(out, tmp_path / "sub" / "x.png")
+    back = np.asarray(Image.open(p))
+    np.testing.assert_array_equal(back, out)
