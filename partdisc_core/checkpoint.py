@@ -94,7 +94,8 @@ def _resolve(source: str | Path | None, revision: str | None) -> Path:
             return Path(hf_hub_download(text, WEIGHTS_NAME, revision=revision))
         except Exception as exc:  # offline, missing repo, missing file ...
             raise CheckpointError(
-                f"could not fetch {WEIGHTS_NAME} of hub repo {text!r} ({type(exc).__name__}: {exc}). "
+                f"{text!r} is no local folder or file, and could not fetch {WEIGHTS_NAME} of hub repo {text!r} "
+                f"({type(exc).__name__}: {exc}). "
                 "Offline (HF_HUB_OFFLINE=1) only repos already in the local hub cache can be loaded; "
                 "or pass a local checkpoint folder."
             ) from exc

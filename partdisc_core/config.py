@@ -124,6 +124,12 @@ class PartDiscConfig:
 
         need(self.num_parts >= 1, f"num_parts must be >= 1, got {self.num_parts}")
         need(self.num_classes >= 1, f"num_classes must be >= 1, got {self.num_classes}")
+        sizes = ("feature_dim", "patch_size", "width", "depth", "heads", "mlp_dim", "decoder_channels")
+        bad = {name: getattr(self, name) for name in sizes if getattr(self, name) < 1}
+        need(not bad, f"sizes must be >= 1, got {bad}")
+        weights = ("lambda_rec", "lambda_sc", "lambda_con", "lambda_area")
+        bad = {name: getattr(self, name) for name in weights if getattr(self, name) < 0}
+        need(not bad, f"loss weights must be >= 0, got {bad}")
         need(self.encoder in ENCODERS, f"encoder must be one of {ENCODERS}, got {self.encoder!r}")
         need(self.resnet_cut in RESNET_CUTS, f"resnet_cut must be one of {RESNET_CUTS}")
         need(self.reconstruction in RECONSTRUCTIONS, f"reconstruction must be one of {RECONSTRUCTIONS}")

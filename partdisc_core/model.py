@@ -108,6 +108,9 @@ class PartDiscModel(nn.Module):
     def _resize(x: torch.Tensor, size: int) -> torch.Tensor:
         if x.shape[-1] == size and x.shape[-2] == size:
             return x
+        if x.dtype == torch.bfloat16 and x.device.type == "cpu":  # no bf16 antialias kernel on the CPU
+            return F.interpolate(x.float(), size=(size, size), mode="bilinear", align_corners=False,
+                                 antialias=True).to(x.dtype)
         return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
@@ -148,9 +151,42 @@ class PartDiscModel(nn.Module):
         batch = torch.stack([self._resize(t.unsqueeze(0), size)[0] for t in tensors])
         return batch.to(self.device), sizes
 
+    inference_dtype: torch.dtype | None = None
+    """Precision of predict, part_maps, encode, render, reconstruct and swap_parts: None (default) =
+    bf16 autocast on CUDA, float32 elsewhere; or set torch.float32 / torch.bfloat16 / torch.float16.
+    On a CPU with AVX512-BF16 or AMX, bf16 makes swaps and the DINO variant much faster for part maps
+    that agree closely with float32 (figures in benchmarks/README.md); it stays opt-in on the CPU."""
+
     def _autocast(self):
-        enabled = self.device.type == "cuda"
-        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=enabled)
+        dtype = self.inference_dtype
+        if dtype is None:
+            dtype = torch.bfloat16 if self.device.type == "cuda" else torch.float32
+        if dtype not in (torch.float32, torch.bfloat16, torch.float16):
+            raise ValueError(f"inference_dtype must be None, torch.float32, torch.bfloat16 or torch.float16, got {dtype}")
+        enabled = dtype != torch.float32
+        return torch.autocast(device_type=self.device.type, dtype=dtype if enabled else torch.bfloat16,
+                              enabled=enabled)
+
+    @torch.no_grad()
+    def part_maps(self, x: torch.Tensor, class_ids: torch.Tensor | None = None,
+                  return_attention: bool = False) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        """The tensor path of :meth:`predict`: a normalised batch (B, 3, S, S) on the model's device ->
+        V (B, K+1, s, s) in float32 at ``image_size`` (at F's own size when ``interpolate_features`` is
+        off), the attention maps (B, K+1, h, w) or None, and G (B, K+1, C).
+
+        Upsampling F bilinearly before the dot products <G_k, F_ij> (§3.4) equals upsampling the K+1
+        logit maps after them (both steps are linear), so only K+1 channels are resized, not C.
+        """
+        with self._autocast():
+            feats = self.features(x)
+            parts, attn = self.part_representations(x, class_ids, return_attention)
+        feats, parts = feats.float(), parts.float()
+        logits = torch.einsum("bkc,bchw->bkhw", parts, feats)
+        size = self.cfg.image_size
+        if self.cfg.interpolate_features and tuple(logits.shape[-2:]) != (size, size):
+            logits = F.interpolate(logits, size=(size, size), mode="bilinear", align_corners=False)
+        maps = torch.softmax(self.cfg.tau * logits, dim=1)
+        return maps, (attn.float() if attn is not None else None), parts
 
     @torch.no_grad()
     def predict(self, images: Any, class_ids: torch.Tensor | Sequence[int] | None = None,
@@ -158,7 +194,8 @@ class PartDiscModel(nn.Module):
                 batch_size: int = 32) -> Prediction:
         """Part maps of one or more images (paths, PIL images, uint8/float arrays or tensors; any
         size; RGB, grayscale or RGBA). ``output_size``: "input" (each image's own size), an int
-        (square maps of that side) or None (the model's input size)."""
+        (square maps of that side) or None (the size the maps are computed at: ``image_size``, or F's
+        own size when ``interpolate_features`` is off)."""
         if self.training:
             raise RuntimeError("call model.eval() before predict()")
         batch, sizes = self._prepare(images)
@@ -168,29 +205,29 @@ class PartDiscModel(nn.Module):
         for start in range(0, batch.shape[0], batch_size):
             x = self.normalize(batch[start:start + batch_size])
             ids = None if class_ids is None else class_ids[start:start + batch_size]
-            with self._autocast():
-                feats = self.features(x)
-                parts, attn = self.part_representations(x, ids, return_attention)
-            feats, parts = feats.float(), parts.float()
-            if self.cfg.interpolate_features:
-                size = self.cfg.image_size
-                feats = F.interpolate(feats, size=(size, size), mode="bilinear", align_corners=False)
-            masks.append(part_probabilities(parts, feats, self.cfg.tau))
-            attns.append(attn.float() if attn is not None else None)
+            maps, attn, parts = self.part_maps(x, ids, return_attention)
+            masks.append(maps)
+            attns.append(attn)
             parts_all.append(parts)
-        maps = torch.cat(masks)
-        attention = torch.cat(attns) if return_attention else None
+        join = lambda chunks: chunks[0] if len(chunks) == 1 else torch.cat(chunks)  # noqa: E731
+        maps = join(masks)
+        attention = join(attns) if return_attention else None
         if output_size is None:
             out_sizes = [None] * len(sizes)
         elif output_size == "input":
             out_sizes = sizes
         else:
             out_sizes = [(int(output_size), int(output_size))] * len(sizes)
+        parts = join(parts_all)
+        # labels: max(...).indices picks the first maximum like argmax, and is several times faster
+        # than argmax over the leading (parts) dimension on the CPU.
+        if all(s is None or tuple(s) == tuple(maps.shape[-2:]) for s in out_sizes):
+            return Prediction(maps, maps.max(dim=1).indices, attention, parts)
         per_image = [self._resize_maps(m, s) for m, s in zip(maps, out_sizes)]
-        labels = [m.argmax(dim=0) for m in per_image]
+        labels = [m.max(dim=0).indices for m in per_image]
         if len({tuple(m.shape) for m in per_image}) == 1:
-            return Prediction(torch.stack(per_image), torch.stack(labels), attention, torch.cat(parts_all))
-        return Prediction(per_image, labels, attention, torch.cat(parts_all))
+            return Prediction(torch.stack(per_image), torch.stack(labels), attention, parts)
+        return Prediction(per_image, labels, attention, parts)
 
     @staticmethod
     def _resize_maps(maps: torch.Tensor, size: tuple[int, int] | None) -> torch.Tensor:
@@ -203,8 +240,11 @@ class PartDiscModel(nn.Module):
     def encode(self, images: Any, class_ids=None) -> tuple[torch.Tensor, torch.Tensor]:
         """(F, G) of images given in any accepted form; F at the feature map's own size."""
         batch, _ = self._prepare(images)
-        x = self.normalize(batch)
         ids = None if class_ids is None else torch.as_tensor(class_ids, device=self.device).reshape(-1)
+        return self._encode_batch(batch, ids)
+
+    def _encode_batch(self, batch: torch.Tensor, ids: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        x = self.normalize(batch)
         with self._autocast():
             feats = self.features(x)
             parts, _ = self.part_representations(x, ids)
@@ -234,10 +274,17 @@ class PartDiscModel(nn.Module):
         bad = [p for p in chosen if not 1 <= p <= k]
         if bad:
             raise ValueError(f"part numbers must be in 1..{k}, got {bad}")
-        feats_a, parts_a = self.encode(image_a, class_ids)
-        feats_b, parts_b = self.encode(image_b, class_ids)
-        if parts_a.shape[0] != parts_b.shape[0]:
+        batch_a, _ = self._prepare(image_a)
+        batch_b, _ = self._prepare(image_b)
+        n = batch_a.shape[0]
+        if batch_b.shape[0] != n:
             raise ValueError("swap_parts needs as many images in image_a as in image_b")
+        ids = None if class_ids is None else torch.as_tensor(class_ids, device=self.device).reshape(-1)
+        # a and b in one batch: one encoder and one PartFormer pass instead of two (eval mode, so
+        # every image is processed independently and the result is the same as two passes).
+        feats, parts_ab = self._encode_batch(torch.cat([batch_a, batch_b]), None if ids is None else ids.repeat(2))
+        feats_a, feats_b = feats.split(n)
+        parts_a, parts_b = parts_ab.split(n)
         mask = torch.zeros(k + 1, dtype=torch.bool, device=parts_a.device)
         mask[[p - 1 for p in chosen]] = True
         mask = mask.view(1, -1, 1)

@@ -84,17 +84,17 @@ class _Draws:
 
 def _rho2(u, v, cu, cv, au, av):
     """Squared normalised ellipse radius (< 1 inside an axis-aligned ellipse)."""
-    return ((u - cu) / au) ** 2 + ((v - cv) / av) ** 2
+    return (u - cu).div_(au).square_().add_((v - cv).div_(av).square_())
 
 
 def _pos(x: torch.Tensor) -> torch.Tensor:
-    """Float mask of ``x > 0`` (arithmetic, avoids slow boolean ops on CPU)."""
-    return x.clamp(0.0, 1.0).ceil()
+    """Float mask of ``x > 0`` (arithmetic: boolean ops / where are slow on CPU)."""
+    return torch.sign(x).clamp_(min=0.0)
 
 
 def _inside(rho2: torch.Tensor) -> torch.Tensor:
     """Float mask of ``rho2 < 1``."""
-    return (1.0 - rho2).clamp(0.0, 1.0).ceil()
+    return torch.sign(1.0 - rho2).clamp_(min=0.0)
 
 
 class SyntheticFaces:
@@ -121,7 +121,7 @@ class SyntheticFaces:
         g = torch.Generator().manual_seed(int(seed))
         p = _Draws(torch.rand(B, _N_PARAMS, generator=g).to(dev))
         gn = torch.Generator().manual_seed(int(seed) ^ _NOISE_SALT)
-        noise = torch.rand(B, 3, S, S, generator=gn).to(dev) - 0.5
+        noise = torch.rand(B, 1, S, S, generator=gn).to(dev) - 0.5   # luminance noise
 
         ys, xs = torch.meshgrid(torch.arange(S, dtype=torch.float32, device=dev),
                                 torch.arange(S, dtype=torch.float32, device=dev), indexing="ij")
@@ -141,30 +141,32 @@ class SyntheticFaces:
         ids = torch.zeros(B, S, S, device=dev)
         shade = torch.ones(B, S, S, device=dev)
 
-        def paint(mask, cid, sh=None):
-            nonlocal ids, shade
-            ids = ids + mask * (cid - ids)
+        def paint(mask, cid, sh=None):  # lerp with a 0/1 weight is an exact overwrite
+            ids.lerp_(torch.full((), float(cid), device=dev), mask)
             if sh is not None:
-                shade = shade + mask * (sh - shade)
+                shade.lerp_(sh, mask)
 
         # --- colours and lighting ------------------------------------------------
-        t = p(0.0, 1.0).reshape(B) * (len(_SKIN_TONES) - 1)
+        t = p(0.0, 1.0).reshape(B) ** 1.3 * (len(_SKIN_TONES) - 1)   # lighter tones a bit likelier
         i0 = t.floor().long().clamp_max(len(_SKIN_TONES) - 2)
         tones, w = _SKIN_TONES.to(dev), (t - i0).reshape(B, 1)
         skin = (1 - w) * tones[i0] + w * tones[i0 + 1] + p(-0.03, 0.03, 3)          # (B, 3)
-        hair = torch.where(p(0, 1, 1) < 0.1, p(0.05, 0.9, 3), p.pick(_HAIR_COLOURS)) + p(-0.04, 0.04, 3)
+        hair = torch.where(p(0, 1, 1) < 0.1, p(0.05, 0.9, 3), p.pick(_HAIR_COLOURS))  # 10%: dyed
+        hair = hair + p(-0.04, 0.04, 3)
         la = p(0.0, 2 * math.pi)
         light = 1.0 + p(0.04, 0.2) * (torch.cos(la) * u + torch.sin(la) * v / r)
         strands = 1.0 + 0.08 * torch.sin(p(18.0, 40.0) * (u + 0.3 * v) + p(0.0, 6.3))
 
         # --- long hair behind the head, neck, clothes ---------------------------------
-        long_hair = p.flag(0.4) * _inside(_rho2(u, v, 0, 0.1, p(1.2, 1.45), r + 0.55)) * _pos(p(0.6, 1.6) - v)
+        long_hair = (p.flag(0.4) * _inside(_rho2(u, v, 0, 0.1, p(1.2, 1.45), r + 0.55))
+                     * _pos(p(0.6, 1.6) - v))
         paint(long_hair, 1, 0.8 * strands * light)
         paint(_pos(p(0.38, 0.55) - u.abs()) * _pos(v), 2, 0.8 * light)
         v_sh = r + p(0.08, 0.45)
         cloth = p(0.05, 0.95, 3)
         cloth_tex = 1.0 + p.flag(0.4) * 0.12 * torch.sin(p(8.0, 20.0) * v)
-        clothes = p.flag(0.9) * _pos(p(1.6, 2.4) - u.abs()) * _pos(v - v_sh - p(0.1, 0.3) * u ** 2 + 1e-6)
+        clothes = (p.flag(0.9) * _pos(p(1.6, 2.4) - u.abs())
+                   * _pos(v - v_sh - p(0.1, 0.3) * u ** 2 + 1e-6))
         paint(clothes, 9, cloth_tex * light)
 
         # --- ears, face, hair cap (volume ellipse above a fringe / side hairline) -------
@@ -210,10 +212,10 @@ class SyntheticFaces:
         bulb = _inside(_rho2(u, v, nu, n_tip, 1.2 * n_w, 0.75 * n_w))
         paint(torch.maximum(tri, bulb), 7, (0.84 - 0.12 * _pos(-(u - nu) * torch.cos(la))) * light)
         mu, my = 0.9 * yaw, p(0.58, 0.72)
-        mw, mh, curve = p(0.22, 0.36), p(0.06, 0.12), p(-0.08, 0.04)
+        mw, mh, curve = p(0.24, 0.38), p(0.07, 0.14), p(-0.08, 0.04)
         tm = (u - mu) / mw
         vm = v - my - curve * tm ** 2
-        mouth = _inside(tm ** 2 + (vm / mh) ** 2)
+        mouth = _inside(tm.abs() ** 3 + (vm / mh) ** 2)            # corners at tm = +-1
         paint(mouth, 8)
         paint(mouth * _pos(0.015 + 0.15 * mh * p.flag(0.3) - vm.abs()), 16)
         lm_u += [nu, mu - mw, mu + mw]
@@ -232,7 +234,7 @@ class SyntheticFaces:
         fg = torch.gather(pal, 2, idx.view(B, 1, S * S).expand(B, 3, S * S)).view(B, 3, S, S)
         labels = torch.gather(_ID_TO_LABEL.to(dev).expand(B, -1), 1, idx.view(B, -1)).view(B, S, S)
         img = fg * shade[:, None] + self._background(p, B) * _pos(0.5 - ids)[:, None]
-        img = (img + p(0.01, 0.05)[:, None] * noise).clamp_(0.0, 1.0)
+        img = (img + p(0.02, 0.07)[:, None] * noise).clamp_(0.0, 1.0)
 
         lu = torch.cat([torch.broadcast_to(q, (B, 1, 1)).reshape(B, 1) for q in lm_u], 1)
         lv = torch.cat([torch.broadcast_to(q, (B, 1, 1)).reshape(B, 1) for q in lm_v], 1)
@@ -244,7 +246,8 @@ class SyntheticFaces:
     def _background(self, p: "_Draws", B: int) -> torch.Tensor:
         """Smooth textured background (colour, gradient, stripes, blobs), (B, 3, S, S).
 
-        Computed on a 4x coarser grid and upsampled bilinearly (it is low-frequency).
+        Computed on a 4x coarser grid and upsampled bilinearly (it is low-frequency)
+        as ``M @ img @ M.T`` with an interpolation matrix M (faster than interpolate).
         """
         S, dev = self.size, self.device
         n = max(S // 4, 2)
@@ -254,15 +257,21 @@ class SyntheticFaces:
         grad = 1.0 + p(-0.5, 0.5)[:, None] * xn + p(-0.5, 0.5)[:, None] * yn
         img = p(0.05, 0.95, 3)[..., None, None] * grad
         sgn = torch.where(p(0, 1, 2) < 0.5, -1.0, 1.0)
-        freq, ang, phase = (p(1.0, 6.0, 2) * 2 * math.pi * sgn)[..., None, None], p(0, math.pi, 2), p(0, 6.3, 2)
-        waves = torch.sin(freq * (torch.cos(ang)[..., None, None] * xn + torch.sin(ang)[..., None, None] * yn)
-                          + phase[..., None, None])                                # (B,2,n,n)
+        freq = (p(1.0, 6.0, 2) * 2 * math.pi * sgn)[..., None, None]
+        ang, phase = p(0, math.pi, 2)[..., None, None], p(0, 6.3, 2)[..., None, None]
+        waves = torch.sin(freq * (torch.cos(ang) * xn + torch.sin(ang) * yn) + phase)  # (B,2,n,n)
         img = img + torch.einsum("bkhw,bkc->bchw", waves, p(-0.08, 0.08, 6).reshape(B, 2, 3))
         bc, bs = p(-0.7, 0.7, 6).reshape(B, 3, 2), p(0.08, 0.3, 3)[..., None, None]
         blobs = torch.exp(-((xn - bc[..., 0, None, None]) ** 2 + (yn - bc[..., 1, None, None]) ** 2)
                           / (2 * bs ** 2))                                         # (B,3,n,n)
         img = img + torch.einsum("bkhw,bkc->bchw", blobs, p(-0.25, 0.25, 9).reshape(B, 3, 3))
-        return torch.nn.functional.interpolate(img, size=(S, S), mode="bilinear", align_corners=False)
+        src = ((torch.arange(S, dtype=torch.float32, device=dev) + 0.5) * n / S - 0.5).clamp(0, n - 1)
+        i0 = src.floor().long()
+        m = torch.zeros(S, n, device=dev)
+        rows = torch.arange(S, device=dev)
+        m[rows, i0] += 1 - (src - i0)
+        m[rows, (i0 + 1).clamp_max(n - 1)] += src - i0
+        return m @ img @ m.T
 
 
 def save_landmarks_folder(out_dir, count: int, size: int = 128, seed: int = 0, **kwargs) -> Path:

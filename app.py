@@ -1,0 +1,253 @@
+"""Gradio demo of partdisc: part masks, per-part attention maps and part swapping between two faces.
+
+    python app.py [--checkpoint PATH_OR_HUB_ID] [--port 7860] [--host 127.0.0.1]
+
+The checkpoint also comes from $PARTDISC_CHECKPOINT; by default it is the shipped face model
+(checkpoints/faces-k8). API endpoints (gradio_client): ``/discover`` and ``/swap``; see docs/app.md.
+This file is UI only: the logic lives in partdisc_core.demo and the model in partdisc_core.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # offline: no telemetry or version checks
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import gradio as gr  # noqa: E402
+import torch  # noqa: E402
+
+from partdisc_core import DEFAULT_CHECKPOINT  # noqa: E402
+from partdisc_core import demo as core  # noqa: E402
+
+log = logging.getLogger("partdisc.app")
+
+CONCURRENCY = 2
+QUEUE_SIZE = 64
+PAPER_URL = "https://github.com/Jiahao-UTS/UnsupervisedPart"
+LOCAL_FONTS = ["ui-sans-serif", "system-ui", "sans-serif"]  # no web fonts: the app works offline
+
+EXPLANATION = """
+### What you are looking at
+The model splits a face into **K parts** (plus background) that it discovered on its own, from
+unlabelled face photos: nobody told it what an eye or a mouth is. A small vision transformer, the
+*PartFormer*, reads the image with K + 1 learnable part tokens and turns them into one vector per part,
+the **part representation G**. Training shows the model two geometrically distorted copies of each
+face; each copy is rebuilt from the *other* copy's part representations, spread over the image by the
+soft maps **V = softmax(tau * G . F)** (F: a feature vector per pixel). Rebuilding only works if each
+G describes one consistent region, so the parts emerge; extra losses keep each part compact (eq. 5) and
+of a sensible size (area loss with alpha, eq. 6), and different faces' parts distinct (eq. 8).
+
+* **Overlay**: every pixel coloured by its most likely part (or mixed by V in soft mode).
+* **Soft part maps**: V for each part, 0 (dark) to 1 (yellow).
+* **Attention maps**: where each part token looks in the image, averaged over the PartFormer's heads
+  and layers (Fig. 1 of the paper).
+* **Swap**: the chosen parts' representations G_k are exchanged between two faces before rebuilding
+  them (Fig. 11): eyes, mouths or hair travel from one face to the other.
+
+Paper: J. Xia et al., *Unsupervised Part Discovery via Dual Representation Alignment*, IEEE TPAMI.
+Authors' code: [{url}]({url}). This demo runs a re-implementation on the CPU.
+"""
+
+
+class ImageFile(gr.Image):
+    """An image input that hands the uploaded file's path to the function without decoding it:
+    partdisc_core.demo.load_image decodes it under limits, so bad files get clear messages."""
+
+    is_template = True  # rendered by the frontend's Image component
+
+    def preprocess(self, payload):
+        if payload is None:
+            return None
+        if payload.url and payload.url.startswith("data:"):  # base64 payloads: let gradio decode
+            try:
+                return super().preprocess(payload)
+            except Exception as exc:
+                raise gr.Error(f"This image could not be read ({type(exc).__name__}).", print_exception=False)
+        return None if payload.path is None else str(payload.path)
+
+
+class PartNumbers(gr.CheckboxGroup):
+    """Checkboxes for parts 1..K whose API value is a list of part numbers; the numbers are checked
+    by partdisc_core.demo.parse_parts (ints or strings such as "3"), with a clear message."""
+
+    is_template = True
+
+    def preprocess(self, payload):
+        return list(payload or [])
+
+    def api_info(self):
+        k = len(self.choices)
+        return {"type": "array", "items": {"type": "integer", "minimum": 1, "maximum": k},
+                "description": f"part numbers 1..{k} to exchange"}
+
+
+def _user_error(exc: Exception) -> gr.Error:
+    if isinstance(exc, core.DemoInputError):
+        return gr.Error(str(exc), print_exception=False)
+    log.exception("request failed")
+    return gr.Error(f"Something went wrong ({type(exc).__name__}: {exc}). Please try another image.",
+                    print_exception=False)
+
+
+def build_demo(model, examples: dict[str, Path] | None = None, checkpoint_name: str = "") -> gr.Blocks:
+    """The two-tab Blocks app around ``model`` (a PartDiscModel in eval mode)."""
+    k = model.num_parts
+    examples = examples or {}
+    names = list(examples)
+
+    def discover(image, crop=True, hard=True, opacity=0.5):
+        try:
+            r = core.discover(model, image, crop=crop, hard=hard, opacity=opacity)
+        except Exception as exc:
+            raise _user_error(exc) from None
+        if r.analysis.view.face_found is False:
+            gr.Warning(r.analysis.view.message)
+        return r.overlay, r.part_maps, r.attention, r.status
+
+    def redraw(image, crop, hard, opacity):
+        if image is None:
+            return gr.skip(), gr.skip(), gr.skip(), gr.skip()
+        return discover(image, crop, hard, opacity)
+
+    def swap(image_a, image_b, parts=None, crop=True):
+        try:
+            out = core.swap(model, image_a, image_b, parts=parts, crop=crop)
+        except Exception as exc:
+            raise _user_error(exc) from None
+        return out.grid, out.status
+
+    def reswap(image_a, image_b, parts, crop):
+        if image_a is None or image_b is None:
+            return gr.skip(), gr.skip()
+        return swap(image_a, image_b, parts, crop)
+
+    model_line = f"Model: `{checkpoint_name}`, K = {k} parts, {model.cfg.encoder} encoder." if checkpoint_name else ""
+    run = dict(concurrency_id="model", concurrency_limit=CONCURRENCY)
+    quiet = dict(api_visibility="private", trigger_mode="always_last", **run)
+
+    with gr.Blocks(title="partdisc: unsupervised part discovery", delete_cache=(1800, 3600)) as app:
+        gr.Markdown(
+            "# Unsupervised part discovery\n"
+            "Drop in a face and see the parts a model found without any labels, where each part token "
+            f"looks, and what happens when two faces swap parts. {model_line} "
+            f"[Paper code]({PAPER_URL})")
+        with gr.Tab("Discover"):
+            with gr.Row():
+                with gr.Column(scale=2, min_width=280):
+                    image = ImageFile(type="filepath", label="Image", sources=["upload", "clipboard"],
+                                      height=300, elem_id="discover-input")
+                    crop = gr.Checkbox(value=True, label="Crop to the face",
+                                       info="Detect the largest face and frame it like the training photos")
+                    with gr.Row():
+                        hard = gr.Checkbox(value=True, label="Hard masks", info="Off: blend colours by V")
+                        opacity = gr.Slider(0.0, 1.0, value=0.5, step=0.05, label="Overlay opacity")
+                    button = gr.Button("Discover parts", variant="primary", elem_id="discover-button")
+                    if names:
+                        gr.Examples([[str(examples[n])] for n in names], inputs=[image], label="Examples",
+                                    example_labels=[n.replace("_", " ") for n in names], cache_examples=False)
+                with gr.Column(scale=3, min_width=320):
+                    overlay = gr.Image(label="Parts", format="png", type="numpy", interactive=False,
+                                       elem_id="discover-overlay")
+                    status = gr.Textbox(label="Status", interactive=False, lines=2, elem_id="discover-status")
+            with gr.Row():
+                with gr.Column(min_width=320):
+                    gr.Markdown("**Soft part maps V**: the probability of each part at each pixel, "
+                                "0 (dark) to 1 (yellow).")
+                    part_maps = gr.Image(label="Soft part maps", show_label=False, format="png", type="numpy",
+                                         interactive=False, elem_id="discover-maps")
+                with gr.Column(min_width=320):
+                    gr.Markdown("**Attention maps**: where each part token looks among the image patches, "
+                                "averaged over heads and layers (Fig. 1 of the paper); each map scaled to "
+                                "its own range.")
+                    attention = gr.Image(label="Attention maps", show_label=False, format="png", type="numpy",
+                                         interactive=False, elem_id="discover-attention")
+            outputs = [overlay, part_maps, attention, status]
+            button.click(discover, [image, crop, hard, opacity], outputs, api_name="discover",
+                         api_description="Part masks overlay with legend, soft part maps and attention maps "
+                                         "of one image (crop to face, hard masks, opacity).", **run)
+            image.change(redraw, [image, crop, hard, opacity], outputs, **quiet)
+            for control in (crop, hard):
+                control.change(redraw, [image, crop, hard, opacity], outputs, **quiet)
+            opacity.release(redraw, [image, crop, hard, opacity], outputs, **quiet)
+
+        with gr.Tab("Swap"):
+            with gr.Row():
+                image_a = ImageFile(type="filepath", label="Face A", sources=["upload", "clipboard"],
+                                    height=260, elem_id="swap-a")
+                image_b = ImageFile(type="filepath", label="Face B", sources=["upload", "clipboard"],
+                                    height=260, elem_id="swap-b")
+            with gr.Row():
+                parts = PartNumbers([(f"part {i}", i) for i in range(1, k + 1)],
+                                    value=list(range(1, k + 1)), label="Parts to exchange",
+                                    info="Numbers as in the Discover legend", scale=3)
+                swap_crop = gr.Checkbox(value=True, label="Crop to the faces", scale=1)
+                swap_button = gr.Button("Swap parts", variant="primary", scale=1, elem_id="swap-button")
+            if len(names) >= 2:
+                pairs = [(names[i], names[j]) for i, j in ((0, 1), (2, 3), (1, 2)) if j < len(names)]
+                gr.Examples([[str(examples[a]), str(examples[b])] for a, b in pairs], inputs=[image_a, image_b],
+                            label="Example pairs", cache_examples=False,
+                            example_labels=[f"{a} + {b}".replace("_", " ") for a, b in pairs])
+            gr.Markdown("Rows: face A, face B. Columns: the input as the model saw it, its plain "
+                        "reconstruction, and its reconstruction with the chosen parts taken from the other face.")
+            swap_out = gr.Image(label="Swapped", format="png", type="numpy", interactive=False,
+                                elem_id="swap-output")
+            swap_status = gr.Textbox(label="Status", interactive=False, lines=2, elem_id="swap-status")
+            swap_button.click(swap, [image_a, image_b, parts, swap_crop], [swap_out, swap_status], api_name="swap",
+                              api_description="Reconstruct faces A and B with the listed parts (1..K) exchanged, "
+                                              "next to their plain reconstructions.", **run)
+            for control in (image_a, image_b):
+                control.change(reswap, [image_a, image_b, parts, swap_crop], [swap_out, swap_status], **quiet)
+
+        with gr.Accordion("How it works", open=False):
+            gr.Markdown(EXPLANATION.format(url=PAPER_URL))
+    app.queue(default_concurrency_limit=CONCURRENCY, max_size=QUEUE_SIZE)
+    return app
+
+
+def _parse(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--checkpoint", default=os.environ.get("PARTDISC_CHECKPOINT") or None,
+                   help="checkpoint folder, .safetensors file or hub repo id ($PARTDISC_CHECKPOINT; "
+                        f"default: the shipped {DEFAULT_CHECKPOINT.parent.name}/{DEFAULT_CHECKPOINT.name})")
+    p.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
+                   help="address to serve on (0.0.0.0 for every interface)")
+    p.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)))
+    p.add_argument("--threads", type=int, default=int(os.environ.get("PARTDISC_THREADS", 0)) or None,
+                   help="torch CPU threads (default: CPU cores / concurrent requests)")
+    p.add_argument("--examples-dir", default=os.environ.get("PARTDISC_EXAMPLES_DIR")
+                   or str(Path(tempfile.gettempdir()) / "partdisc-examples"),
+                   help="where the example images are written at start-up")
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    start = time.perf_counter()
+    args = _parse(argv)
+    threads = args.threads or max(1, (os.cpu_count() or 1) // CONCURRENCY)
+    torch.set_num_threads(threads)
+    core.configure_pil()
+    model = core.load_model_or_exit(args.checkpoint)
+    core.warm_up(model)
+    examples = core.write_examples(args.examples_dir)
+    if args.checkpoint is None:
+        name = f"{DEFAULT_CHECKPOINT.parent.name}/{DEFAULT_CHECKPOINT.name}"
+    else:
+        name = Path(args.checkpoint).name if Path(args.checkpoint).exists() else args.checkpoint
+    app = build_demo(model, examples, checkpoint_name=name)
+    log.info("model ready in %.1f s (K=%d, %d torch threads)", time.perf_counter() - start, model.num_parts, threads)
+    app.launch(server_name=args.host, server_port=args.port, max_file_size="50mb", ssr_mode=False,
+               allowed_paths=[str(Path(args.examples_dir).resolve())], show_error=True,
+               theme=gr.themes.Soft(font=LOCAL_FONTS, font_mono=["ui-monospace", "monospace"]),
+               footer_links=["api"])
+
+
+if __name__ == "__main__":
+    main()

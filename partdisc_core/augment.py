@@ -1,0 +1,100 @@
+"""Paired geometric views (§4.3), generated batched on the training device.
+
+Each image gets two independent random similarity transforms (scale, rotation, translation); one
+horizontal flip is shared by both views. An optional shared zoom (applied to both views alike)
+adds scale and crop variety, e.g. tight face crops. All warps are one ``affine_grid`` +
+``grid_sample`` call for the whole batch: no per-sample Python work.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+
+
+@dataclass
+class AugmentConfig:
+    """Ranges of the paired-view transforms.
+
+    The paper: scale ±5 %, rotation ±15° (uniform), translation ±5 px. The reference code draws the
+    rotation from N(0, 15°) clipped to ±30° and translates by up to 5 % of the image size: that is
+    the default here (``rotation_dist="normal"``)."""
+
+    scale: float = 0.05
+    rotation: float = 15.0
+    rotation_dist: str = "normal"   # "normal": N(0, rotation) clipped to ±2*rotation; "uniform": ±rotation
+    translation: float = 0.05       # fraction of the image size
+    flip: bool = True               # one horizontal flip (p = 0.5) shared by both views
+    zoom: tuple[float, float] = (1.0, 1.0)
+    """Shared zoom range (>1 zooms in, i.e. a tighter crop); with it a shared shift of up to
+    ``zoom_shift`` of the size keeps crops varied."""
+    zoom_shift: float = 0.0
+    padding: str = "border"         # grid_sample padding: "zeros", "border" or "reflection"
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["zoom"] = list(self.zoom)
+        return d
+
+
+def _uniform(n: int, low: float, high: float, gen: torch.Generator | None, device) -> torch.Tensor:
+    return torch.rand(n, generator=gen, device=device) * (high - low) + low
+
+
+def similarity_matrices(scale: torch.Tensor, angle: torch.Tensor, tx: torch.Tensor, ty: torch.Tensor,
+                        flip: torch.Tensor | None = None) -> torch.Tensor:
+    """(B, 2, 3) matrices mapping output coords to input coords in affine_grid's [-1, 1] frame."""
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    sx = torch.ones_like(scale) if flip is None else torch.where(flip, -1.0, 1.0)
+    inv = 1.0 / scale
+    row0 = torch.stack([cos * inv * sx, -sin * inv, tx], dim=1)
+    row1 = torch.stack([sin * inv * sx, cos * inv, ty], dim=1)
+    return torch.stack([row0, row1], dim=1)
+
+
+class PairedViews:
+    """Callable: images (B, 3, H, W) -> (view1, view2), both (B, 3, H, W), on the images' device."""
+
+    def __init__(self, cfg: AugmentConfig | None = None, seed: int | None = None) -> None:
+        self.cfg = cfg or AugmentConfig()
+        self.seed = seed
+        self._gen: torch.Generator | None = None
+
+    def _generator(self, device) -> torch.Generator | None:
+        if self.seed is None:
+            return None
+        if self._gen is None or self._gen.device != torch.device(device):
+            self._gen = torch.Generator(device=device).manual_seed(self.seed)
+        return self._gen
+
+    def _params(self, n: int, gen, device) -> torch.Tensor:
+        c = self.cfg
+        scale = 1.0 + _uniform(n, -c.scale, c.scale, gen, device)
+        if c.rotation_dist == "normal":
+            deg = (torch.randn(n, generator=gen, device=device) * c.rotation).clamp(-2 * c.rotation, 2 * c.rotation)
+        else:
+            deg = _uniform(n, -c.rotation, c.rotation, gen, device)
+        t = 2.0 * c.translation  # fraction of the size -> [-1, 1] units
+        tx, ty = _uniform(n, -t, t, gen, device), _uniform(n, -t, t, gen, device)
+        return scale, deg * math.pi / 180.0, tx, ty
+
+    def __call__(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        b, device = images.shape[0], images.device
+        gen = self._generator(device)
+        c = self.cfg
+        flip = (torch.rand(b, generator=gen, device=device) < 0.5) if c.flip else torch.zeros(b, dtype=torch.bool, device=device)
+        zoom = _uniform(b, c.zoom[0], c.zoom[1], gen, device)
+        shift = 2.0 * c.zoom_shift
+        zx, zy = _uniform(b, -shift, shift, gen, device), _uniform(b, -shift, shift, gen, device)
+        thetas = []
+        for _ in range(2):
+            scale, angle, tx, ty = self._params(b, gen, device)
+            # Compose: shared zoom/shift (and flip) first, then this view's own similarity transform.
+            thetas.append(similarity_matrices(scale * zoom, angle, tx + zx, ty + zy, flip))
+        theta = torch.cat(thetas).to(images.dtype)
+        both = images.repeat(2, 1, 1, 1)
+        grid = F.affine_grid(theta, list(both.shape), align_corners=False)
+        out = F.grid_sample(both, grid, mode="bilinear", padding_mode=c.padding, align_corners=False)
+        return out[:b], out[b:]

@@ -1,0 +1,78 @@
+"""``landmarks``: a folder of images with a ``landmarks.csv`` (the layout of ../shared/data/faces).
+
+Header: ``image,lefteye_x,lefteye_y,righteye_x,righteye_y,nose_x,nose_y,leftmouth_x,leftmouth_y,
+rightmouth_x,rightmouth_y``; ``image`` is relative to the folder, coordinates are pixels of that
+file. Training ignores the points; evaluation uses them.
+"""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from . import register_dataset
+from .common import load_square, scale_points, split_filter
+
+LANDMARK_COLUMNS = ("lefteye", "righteye", "nose", "leftmouth", "rightmouth")
+
+
+def read_landmarks_csv(path: Path) -> tuple[list[str], np.ndarray]:
+    """(image names, (N, P, 2) float32 xy) from a landmarks.csv."""
+    with open(path, newline="") as f:
+        reader = csv.reader(f)
+        header = next(reader, None)
+        if not header or header[0] != "image" or (len(header) - 1) % 2:
+            raise ValueError(f"{path} does not look like a landmarks.csv (header {header})")
+        names, points = [], []
+        for row in reader:
+            if not row:
+                continue
+            names.append(row[0])
+            points.append([float(v) for v in row[1:]])
+    return names, np.asarray(points, dtype=np.float32).reshape(len(names), -1, 2)
+
+
+class LandmarksDataset(Dataset):
+    """Images + landmarks; ``indices`` selects a subset (e.g. a fit/test split of a dev folder)."""
+
+    def __init__(self, root, image_size: int = 128, indices=None, split: str = "all",
+                 holdout_percent: float = 0.0) -> None:
+        self.root = Path(root)
+        csv_path = self.root / "landmarks.csv"
+        if not csv_path.is_file():
+            raise FileNotFoundError(f"{csv_path} not found: a landmarks folder needs images + landmarks.csv")
+        names, points = read_landmarks_csv(csv_path)
+        keep = split_filter(names, split, holdout_percent)
+        if len(keep) != len(names):
+            names, points = [names[i] for i in keep], points[keep]
+        if indices is not None:
+            idx = list(indices)
+            names = [names[i] for i in idx]
+            points = points[idx]
+        self.names, self.points, self.image_size = names, points, image_size
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def __getitem__(self, index: int) -> dict:
+        path = self.root / self.names[index]
+        image, hw = load_square(path, self.image_size)
+        pts = self.points[index]
+        return {
+            "image": image,
+            "landmarks": torch.from_numpy(scale_points(pts, hw, self.image_size)),
+            "orig_landmarks": torch.from_numpy(pts.copy()),
+            "orig_size": torch.tensor(hw),
+            "path": str(path),
+        }
+
+
+@register_dataset("landmarks")
+def build_landmarks(root=None, split: str = "train", image_size: int = 128, indices=None,
+                    holdout_percent: float = 0.0, **_: object) -> Dataset:
+    if root is None:
+        raise ValueError("the landmarks dataset needs --data-root DIR (a folder with landmarks.csv)")
+    return LandmarksDataset(root, image_size, indices, split=split, holdout_percent=holdout_percent)

@@ -1,0 +1,142 @@
+"""The Gradio demo in a real browser: Debian's headless Chromium driven by Playwright loads the
+page, uploads images, runs Discover and Swap, checks that the result images appear, and saves
+screenshots under test-artifacts/ (git-ignored)."""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+CHROMIUM = os.environ.get("PARTDISC_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+ARTIFACTS = ROOT / "test-artifacts"
+K = 4
+
+sync_api = pytest.importorskip("playwright.sync_api")
+if not (Path(CHROMIUM).is_file() or shutil.which(CHROMIUM)):
+    pytest.skip(f"no Chromium at {CHROMIUM}", allow_module_level=True)
+
+from partdisc_core import PartDiscConfig, PartDiscModel, save_model  # noqa: E402
+from partdisc_core.demo import AppProcess  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("app")
+    torch.manual_seed(0)
+    model = PartDiscModel(PartDiscConfig(width=64, depth=2, heads=2, mlp_dim=128, num_parts=K)).eval()
+    save_model(model, tmp / "tiny")
+    proc = AppProcess(tmp / "tiny", log_path=tmp / "app.log",
+                      env={"PARTDISC_THREADS": "1", "GRADIO_TEMP_DIR": str(tmp / "gradio"),
+                           "PARTDISC_EXAMPLES_DIR": str(tmp / "examples")})
+    with proc:
+        yield proc
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    import matplotlib.cbook
+    import skimage.data
+
+    folder = tmp_path_factory.mktemp("photos")
+    out = {"astronaut": folder / "astronaut.png", "grace_hopper": folder / "grace_hopper.jpg",
+           "not_an_image": folder / "not_an_image.png"}
+    Image.fromarray(skimage.data.astronaut()).save(out["astronaut"])
+    with Image.open(matplotlib.cbook.get_sample_data("grace_hopper.jpg")) as im:
+        im.convert("RGB").save(out["grace_hopper"], quality=92)
+    out["not_an_image"].write_text("plain text\n")
+    return out
+
+
+@pytest.fixture(scope="module")
+def page(server):
+    with sync_api.sync_playwright() as p:
+        try:
+            browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        except Exception as exc:  # e.g. a Chromium too old or too new for this Playwright
+            pytest.skip(f"Chromium did not start under Playwright: {exc}")
+        context = browser.new_context(viewport={"width": 1280, "height": 900})
+        pg = context.new_page()
+        pg.set_default_timeout(30_000)
+        pg.goto(server.url, wait_until="domcontentloaded")
+        yield pg
+        browser.close()
+
+
+def wait_for_image(page, elem_id: str, previous: str | None = None) -> str:
+    """Wait until the output image component shows a loaded picture (different from `previous`)."""
+    img = page.locator(f"#{elem_id} img").first
+    page.wait_for_function(
+        """([id, prev]) => { const im = document.querySelector('#' + id + ' img');
+            return im && im.complete && im.naturalWidth > 0 && im.src !== prev; }""",
+        arg=[elem_id, previous])
+    return img.get_attribute("src")
+
+
+def shot(page, name: str) -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.wait_for_function("() => document.querySelectorAll('.pending, .generating').length === 0")
+    path = ARTIFACTS / name
+    page.screenshot(path=str(path), full_page=True)
+    print(f"screenshot: {path}")
+    return path
+
+
+def test_discover_in_browser(page, photos):
+    page.locator("#discover-input input[type=file]").set_input_files(str(photos["grace_hopper"]))
+    page.locator("#discover-button").click()
+    overlay = wait_for_image(page, "discover-overlay")
+    for elem_id in ("discover-maps", "discover-attention"):
+        wait_for_image(page, elem_id)
+    status = page.locator("#discover-status textarea")
+    sync_api.expect(status).to_have_value(re.compile("Face found"))
+    size = page.locator("#discover-overlay img").first.evaluate("im => [im.naturalWidth, im.naturalHeight]")
+    assert size[0] >= 384 and size[1] > 384
+    # moving to soft masks redraws the overlay
+    page.get_by_label("Hard masks").uncheck()
+    wait_for_image(page, "discover-overlay", previous=overlay)
+    assert shot(page, "app_discover.png").stat().st_size > 10_000
+
+
+def test_bad_file_shows_a_message(page, photos):
+    page.locator("#discover-input button[aria-label='Remove Image']").first.click()
+    page.locator("#discover-input input[type=file]").set_input_files(str(photos["not_an_image"]))
+    page.locator("#discover-button").click()
+    sync_api.expect(page.get_by_text("not an image").first).to_be_visible()
+    shot(page, "app_bad_file.png")
+    for button in page.locator("button[data-testid='toast-close']").all():  # dismiss the messages
+        button.click()
+
+
+def test_swap_in_browser(page, photos):
+    page.get_by_role("tab", name="Swap").click()
+    page.locator("#swap-a input[type=file]").set_input_files(str(photos["astronaut"]))
+    page.locator("#swap-b input[type=file]").set_input_files(str(photos["grace_hopper"]))
+    page.locator("#swap-button").click()
+    wait_for_image(page, "swap-output")
+    sync_api.expect(page.locator("#swap-status textarea")).to_have_value(
+        re.compile("Exchanged all parts"))
+    size = page.locator("#swap-output img").first.evaluate("im => [im.naturalWidth, im.naturalHeight]")
+    assert size[0] > size[1] > 300  # 3 columns, 2 rows
+    assert shot(page, "app_swap.png").stat().st_size > 10_000
+
+
+def test_example_runs_discover(page):
+    page.get_by_role("tab", name="Discover").click()
+    before = page.locator("#discover-overlay img").first.get_attribute("src") \
+        if page.locator("#discover-overlay img").count() else None
+    page.get_by_text("astronaut", exact=True).first.click()
+    wait_for_image(page, "discover-overlay", previous=before)
+    sync_api.expect(page.locator("#discover-status textarea")).to_have_value(re.compile("Face found"))
+    shot(page, "app_example.png")

@@ -1,0 +1,59 @@
+"""Pictures of a run: the loss curves and a grid of part masks and reconstructions."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def plot_losses(log_path: Path, out_path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if not Path(log_path).is_file():
+        return
+    rows = [json.loads(line) for line in Path(log_path).read_text().splitlines() if line.strip()]
+    if not rows:
+        return
+    keys = ["total", "rec", "sc", "con", "area"]
+    fig, axes = plt.subplots(1, len(keys), figsize=(3.2 * len(keys), 2.8))
+    steps = [r["step"] for r in rows]
+    for ax, key in zip(axes, keys):
+        ax.plot(steps, [r[key] for r in rows], lw=1)
+        ax.set_title(key)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out_path, dpi=90)
+    plt.close(fig)
+
+
+@torch.no_grad()
+def plot_samples(model, images: torch.Tensor, out_path: Path, step: int) -> None:
+    """Rows: the images, their part overlays (argmax) and their reconstructions."""
+    from partdisc_core.inputs import to_uint8
+    from partdisc_core.viz import legend_image, overlay_masks, save_png
+
+    was_training = model.training
+    model.eval()
+    try:
+        pred = model.predict(images, return_attention=False, output_size=None)
+        recon = model.reconstruct(images)
+    finally:
+        model.train(was_training)
+    size = model.cfg.image_size
+    shown = torch.nn.functional.interpolate(images, size=(size, size), mode="bilinear", antialias=True)
+    raw = to_uint8(shown)
+    masks = torch.nn.functional.interpolate(pred.masks, size=(size, size), mode="bilinear")
+    overlays = [overlay_masks(img, m.cpu().numpy(), opacity=0.6) for img, m in zip(raw, masks)]
+    rows = [np.concatenate(list(raw), axis=1), np.concatenate(overlays, axis=1),
+            np.concatenate(list(to_uint8(recon)), axis=1)]
+    grid = np.concatenate(rows, axis=0)
+    legend = legend_image(model.cfg.num_parts)
+    if legend.shape[1] < grid.shape[1]:
+        legend = np.pad(legend, ((0, 0), (0, grid.shape[1] - legend.shape[1]), (0, 0)), constant_values=255)
+    save_png(np.concatenate([grid, legend[:, : grid.shape[1]]], axis=0), out_path)
