@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -55,36 +54,37 @@ Authors' code: [{url}]({url}). This demo runs a re-implementation on the CPU.
 """
 
 
-class ImageFile(gr.Image):
+# Components are customised per instance: subclassing a gradio component makes gradio write a
+# .pyi stub next to this file at import time.
+def image_file(**kwargs) -> gr.Image:
     """An image input that hands the uploaded file's path to the function without decoding it:
-    partdisc_core.demo.load_image decodes it under limits, so bad files get clear messages."""
+    partdisc_core.demo.load_image decodes it under limits, so bad files get clear messages
+    (gr.Image's own preprocessing opens the file first and fails with a bare error)."""
+    component = gr.Image(type="filepath", sources=["upload", "clipboard"], **kwargs)
+    decode = component.preprocess
 
-    is_template = True  # rendered by the frontend's Image component
-
-    def preprocess(self, payload):
+    def preprocess(payload):
         if payload is None:
             return None
         if payload.url and payload.url.startswith("data:"):  # base64 payloads: let gradio decode
             try:
-                return super().preprocess(payload)
+                return decode(payload)
             except Exception as exc:
                 raise gr.Error(f"This image could not be read ({type(exc).__name__}).", print_exception=False)
         return None if payload.path is None else str(payload.path)
 
+    component.preprocess = preprocess
+    return component
 
-class PartNumbers(gr.CheckboxGroup):
-    """Checkboxes for parts 1..K whose API value is a list of part numbers; the numbers are checked
-    by partdisc_core.demo.parse_parts (ints or strings such as "3"), with a clear message."""
 
-    is_template = True
-
-    def preprocess(self, payload):
-        return list(payload or [])
-
-    def api_info(self):
-        k = len(self.choices)
-        return {"type": "array", "items": {"type": "integer", "minimum": 1, "maximum": k},
-                "description": f"part numbers 1..{k} to exchange"}
+def part_numbers(k: int, **kwargs) -> gr.CheckboxGroup:
+    """Checkboxes for parts 1..K whose API value is a list of part numbers, checked by
+    partdisc_core.demo.parse_parts (ints or strings such as "3") with a clear message."""
+    component = gr.CheckboxGroup([(f"part {i}", i) for i in range(1, k + 1)], value=list(range(1, k + 1)), **kwargs)
+    component.preprocess = lambda payload: list(payload or [])
+    component.api_info = lambda: {"type": "array", "items": {"type": "integer", "minimum": 1, "maximum": k},
+                                  "description": f"part numbers 1..{k} to exchange"}
+    return component
 
 
 def _user_error(exc: Exception) -> gr.Error:
@@ -101,19 +101,24 @@ def build_demo(model, examples: dict[str, Path] | None = None, checkpoint_name: 
     examples = examples or {}
     names = list(examples)
 
-    def discover(image, crop=True, hard=True, opacity=0.5):
+    def discover(image, crop=True, hard=True, opacity=0.5, warn=True):
         try:
             r = core.discover(model, image, crop=crop, hard=hard, opacity=opacity)
         except Exception as exc:
             raise _user_error(exc) from None
-        if r.analysis.view.face_found is False:
+        if warn and r.analysis.view.face_found is False:
             gr.Warning(r.analysis.view.message)
         return r.overlay, r.part_maps, r.attention, r.status
 
-    def redraw(image, crop, hard, opacity):
+    def on_new_image(image, crop, hard, opacity):
         if image is None:
             return gr.skip(), gr.skip(), gr.skip(), gr.skip()
         return discover(image, crop, hard, opacity)
+
+    def redraw(image, crop, hard, opacity):  # display options changed: no repeated warnings
+        if image is None:
+            return gr.skip(), gr.skip(), gr.skip(), gr.skip()
+        return discover(image, crop, hard, opacity, warn=False)
 
     def swap(image_a, image_b, parts=None, crop=True):
         try:
@@ -140,8 +145,7 @@ def build_demo(model, examples: dict[str, Path] | None = None, checkpoint_name: 
         with gr.Tab("Discover"):
             with gr.Row():
                 with gr.Column(scale=2, min_width=280):
-                    image = ImageFile(type="filepath", label="Image", sources=["upload", "clipboard"],
-                                      height=300, elem_id="discover-input")
+                    image = image_file(label="Image", height=300, elem_id="discover-input")
                     crop = gr.Checkbox(value=True, label="Crop to the face",
                                        info="Detect the largest face and frame it like the training photos")
                     with gr.Row():
@@ -171,21 +175,18 @@ def build_demo(model, examples: dict[str, Path] | None = None, checkpoint_name: 
             button.click(discover, [image, crop, hard, opacity], outputs, api_name="discover",
                          api_description="Part masks overlay with legend, soft part maps and attention maps "
                                          "of one image (crop to face, hard masks, opacity).", **run)
-            image.change(redraw, [image, crop, hard, opacity], outputs, **quiet)
-            for control in (crop, hard):
-                control.change(redraw, [image, crop, hard, opacity], outputs, **quiet)
+            image.change(on_new_image, [image, crop, hard, opacity], outputs, **quiet)
+            crop.change(on_new_image, [image, crop, hard, opacity], outputs, **quiet)
+            hard.change(redraw, [image, crop, hard, opacity], outputs, **quiet)
             opacity.release(redraw, [image, crop, hard, opacity], outputs, **quiet)
 
         with gr.Tab("Swap"):
             with gr.Row():
-                image_a = ImageFile(type="filepath", label="Face A", sources=["upload", "clipboard"],
-                                    height=260, elem_id="swap-a")
-                image_b = ImageFile(type="filepath", label="Face B", sources=["upload", "clipboard"],
-                                    height=260, elem_id="swap-b")
+                image_a = image_file(label="Face A", height=260, elem_id="swap-a")
+                image_b = image_file(label="Face B", height=260, elem_id="swap-b")
             with gr.Row():
-                parts = PartNumbers([(f"part {i}", i) for i in range(1, k + 1)],
-                                    value=list(range(1, k + 1)), label="Parts to exchange",
-                                    info="Numbers as in the Discover legend", scale=3)
+                parts = part_numbers(k, label="Parts to exchange", info="Numbers as in the Discover legend",
+                                     scale=3)
                 swap_crop = gr.Checkbox(value=True, label="Crop to the faces", scale=1)
                 swap_button = gr.Button("Swap parts", variant="primary", scale=1, elem_id="swap-button")
             if len(names) >= 2:

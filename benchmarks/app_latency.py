@@ -103,7 +103,7 @@ def main(argv=None) -> dict:
         torch.manual_seed(0)
         save_model(PartDiscModel(PartDiscConfig()).eval(), tmp / "random")
         checkpoint, label = str(tmp / "random"), "random weights, default PartDiscConfig (K=8)"
-    faces = make_faces(tmp, 2 * args.calls + 4)
+    faces = make_faces(tmp, 3 * args.calls + 4)
     threads = max(1, (os.cpu_count() or 1) // 2)
 
     result = {"checkpoint": label, "calls": args.calls, "cpu_count": os.cpu_count(),
@@ -124,8 +124,8 @@ def main(argv=None) -> dict:
             t_discover.append(time.perf_counter() - start)
         for i in range(args.calls):
             start = time.perf_counter()
-            client.predict(handle_file(str(faces[args.calls + i])), handle_file(str(faces[i])), [1, 2], True,
-                           api_name="/swap")
+            a, b = faces[args.calls + 2 * i], faces[args.calls + 2 * i + 1]  # never seen before: no cache
+            client.predict(handle_file(str(a)), handle_file(str(b)), [1, 2], True, api_name="/swap")
             t_swap.append(time.perf_counter() - start)
         result["server_rss_mb"] = server.rss_mb()
     result["client_discover"] = stats(t_discover)

@@ -263,7 +263,8 @@ class _LRU:
                 self.data.popitem(last=False)
 
 
-_cache = _LRU()
+_cache = _LRU()       # (file, model, crop) -> Analysis
+_view_cache = _LRU(32)  # (file, crop) -> (View, notes): swapping other parts skips decoding and detection
 
 
 def _file_key(path: Any, *extra) -> tuple | None:
@@ -274,19 +275,31 @@ def _file_key(path: Any, *extra) -> tuple | None:
     return (os.fspath(path), st.st_size, st.st_mtime_ns) + extra
 
 
+def load_view(path: Any, crop: bool = True) -> tuple[View, list[str]]:
+    """``load_image`` then ``make_view``, cached per file and crop setting."""
+    key = _file_key(path, bool(crop))
+    hit = _view_cache.get(key) if key else None
+    if hit is not None:
+        return hit
+    loaded = load_image(path)
+    result = (make_view(loaded.array, crop), loaded.notes)
+    if key:
+        _view_cache.put(key, result)
+    return result
+
+
 def analyse(model, path: Any, crop: bool = True) -> Analysis:
     """Load, crop and run ``model.predict`` once; cached per file, model and crop setting."""
     key = _file_key(path, id(model), bool(crop))
     hit = _cache.get(key) if key else None
     if hit is not None:
         return hit
-    loaded = load_image(path)
-    view = make_view(loaded.array, crop)
+    view, notes = load_view(path, crop)
     start = time.perf_counter()
     pred = model.predict(view.image, output_size=None, return_attention=True)
     model_ms = (time.perf_counter() - start) * 1000.0
     attention = None if pred.attention is None else pred.attention[0].float().cpu().numpy()
-    result = Analysis(view, pred.masks[0].float().cpu().numpy(), attention, loaded.notes, model_ms)
+    result = Analysis(view, pred.masks[0].float().cpu().numpy(), attention, notes, model_ms)
     if key:
         _cache.put(key, result)
     return result
@@ -407,14 +420,13 @@ def swap(model, path_a: Any, path_b: Any, parts: Any = None, crop: bool = True) 
     if path_a is None or path_b is None:
         raise DemoInputError("Please give two images (A and B).")
     try:
-        loaded_a = load_image(path_a)
+        view_a, notes_a = load_view(path_a, crop)
     except DemoInputError as exc:
         raise DemoInputError(f"Image A: {exc}") from exc
     try:
-        loaded_b = load_image(path_b)
+        view_b, notes_b = load_view(path_b, crop)
     except DemoInputError as exc:
         raise DemoInputError(f"Image B: {exc}") from exc
-    view_a, view_b = make_view(loaded_a.array, crop), make_view(loaded_b.array, crop)
     start = time.perf_counter()
     if chosen:
         res = model.swap_parts(view_a.image, view_b.image, parts=chosen)
@@ -432,7 +444,7 @@ def swap(model, path_a: Any, path_b: Any, parts: Any = None, crop: bool = True) 
         [["A (model input)", "A reconstructed", f"A + {label} of B"],
          ["B (model input)", "B reconstructed", f"B + {label} of A"]])
     notes = [f"A: {_sentence(view_a.message)}", f"B: {_sentence(view_b.message)}"]
-    notes += [f"A: {n}." for n in loaded_a.notes] + [f"B: {n}." for n in loaded_b.notes]
+    notes += [f"A: {n}." for n in notes_a] + [f"B: {n}." for n in notes_b]
     if not chosen:
         notes.append("No parts chosen, so the swapped images equal the plain reconstructions.")
     notes.append(f"Exchanged {label}; model time {model_ms:.0f} ms.")
@@ -600,6 +612,6 @@ class AppProcess:
 
 __all__ = [
     "Analysis", "AppProcess", "DemoInputError", "DiscoverResult", "LoadedImage", "SwapOutput", "View", "analyse",
-    "configure_pil", "discover", "free_port", "load_model_or_exit", "load_image", "make_view", "parse_parts", "status_text", "swap",
-    "titled_grid", "warm_up", "with_legend", "write_examples",
+    "configure_pil", "discover", "free_port", "load_image", "load_model_or_exit", "load_view", "make_view",
+    "parse_parts", "status_text", "swap", "titled_grid", "warm_up", "with_legend", "write_examples",
 ]

@@ -113,9 +113,15 @@ class PartDiscModel(nn.Module):
                                  antialias=True).to(x.dtype)
         return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
 
+    @staticmethod
+    def _conv_layout(x: torch.Tensor) -> torch.Tensor:
+        """Channels-last on the CPU, where oneDNN's convolutions and pooling run faster in NHWC (the
+        same maths); on a GPU the layout is left to the caller (``model.to(memory_format=...)``)."""
+        return x.contiguous(memory_format=torch.channels_last) if x.device.type == "cpu" else x
+
     def features(self, images: torch.Tensor) -> torch.Tensor:
         """F: pixel representations (B, C, h, w) of normalised images at any size."""
-        return self.encoder(self._resize(images, self.cfg.encoder_image_size))
+        return self.encoder(self._conv_layout(self._resize(images, self.cfg.encoder_image_size)))
 
     def part_representations(self, images: torch.Tensor, class_ids: torch.Tensor | None = None,
                              return_attention: bool = False):
@@ -123,7 +129,7 @@ class PartDiscModel(nn.Module):
         return self.partformer(self._resize(images, self.cfg.image_size), class_ids, return_attention)
 
     def decode(self, synthetic: torch.Tensor) -> torch.Tensor:
-        out = self.decoder(synthetic)
+        out = self.decoder(self._conv_layout(synthetic))
         return self._resize(out, self.cfg.image_size)
 
     # --- training --------------------------------------------------------------------------------
@@ -248,14 +254,14 @@ class PartDiscModel(nn.Module):
         with self._autocast():
             feats = self.features(x)
             parts, _ = self.part_representations(x, ids)
-        return feats.float(), parts.float()
+        return feats.float().contiguous(), parts.float()
 
     @torch.no_grad()
     def render(self, features: torch.Tensor, parts: torch.Tensor) -> torch.Tensor:
         """Decode F and G into an image in [0, 1]: the decoder applied to S = sum_k V_k G_k."""
         with self._autocast():
             out = self.decode(synthesize(part_probabilities(parts, features, self.cfg.tau), parts))
-        return self.denormalize(out)
+        return self.denormalize(out).contiguous()
 
     @torch.no_grad()
     def reconstruct(self, images: Any, class_ids=None) -> torch.Tensor:
