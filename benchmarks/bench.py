@@ -203,7 +203,8 @@ def batch_of(images: torch.Tensor, n: int) -> torch.Tensor:
 
 def machine_info(device: torch.device) -> dict:
     info = {"platform": platform.platform(), "python": platform.python_version(), "torch": torch.__version__,
-            "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads()}
+            "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY")}
     try:
         text = Path("/proc/cpuinfo").read_text()
         names = [line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name")]
@@ -212,6 +213,11 @@ def machine_info(device: torch.device) -> dict:
         info["cpu_bf16"] = sorted(f for f in flags if f in ("avx512_bf16", "amx_bf16", "avx512f", "avx2"))
     except OSError:
         info["cpu"] = platform.processor()
+    # What PyTorch itself detects (private helpers; absent in some versions).
+    for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
+        probe = getattr(torch.cpu, name, None)
+        if probe is not None:
+            info[name.strip("_")] = bool(probe())
     if device.type == "cuda":
         props = torch.cuda.get_device_properties(device)
         info["gpu"] = props.name
@@ -304,7 +310,8 @@ def run_latency(lib, args, results: dict, main_device: torch.device) -> None:
                     for name, fn in rows.items():
                         stats = time_calls(fn, device, warm + 1, reps)
                         results[f"latency.{d}.resnet.{name}.{tag}"] = {**stats, "device": d, "batch": 1,
-                                                                       "image_px": size, "precision": tag}
+                                                                       "image_px": size, "precision": tag,
+                                                                       "tf32": d == "cuda"}
             del model
             model = optimise_for_inference(build_model(lib, dino_config(lib, args), device), args, device)
             size = model.cfg.input_size
@@ -313,7 +320,7 @@ def run_latency(lib, args, results: dict, main_device: torch.device) -> None:
                 with precision(model, dtype):
                     stats = time_calls(lambda: model.predict(a), device, warm, max(3, reps // 4) if d == "cpu" else reps)
                 results[f"latency.{d}.dino.predict.{tag}"] = {**stats, "device": d, "batch": 1, "image_px": size,
-                                                              "precision": tag}
+                                                              "precision": tag, "tf32": d == "cuda"}
             del model
 
 
@@ -541,7 +548,7 @@ def check_training(lib, args, results: dict, device: torch.device) -> None:
             with tf32(device, amp):
                 losses, grads, _ = _train_grads(lib, cfg, device, views, amp, args.channels_last, state)
             rel = max(abs(losses[k] - ref_losses[k]) / max(abs(ref_losses[k]), 1e-6) for k in ref_losses)
-            cos = float(F.cosine_similarity(ref_grads, grads, dim=0))
+            cos = float(F.cosine_similarity(ref_grads.double(), grads.double(), dim=0))
             results[f"check.train.{name}.{tag}"] = _judge(
                 {"loss_rel": rel, "grad_cos": cos, "losses_fp32": ref_losses, "losses": losses}, tol, "train")
 
@@ -598,8 +605,9 @@ def print_table(report: dict) -> None:
         lines.append(f"{key:38s} {row['median_ms']:8.1f}ms {row['min_ms']:8.1f}ms {row['cpu_ms']:8.1f}ms "
                      f"{'' if ips is None else f'{ips:9.1f}':>9s} {'' if peak is None else f'{peak:8.2f}':>8s}  "
                      f"{_target_text(key):18s} {_meets(key, row, quick):3s}  {ORIGINAL.get(base, '')}")
-    lines.append("")
-    lines.append("correctness (optimised vs plain float32, same inputs):")
+    if any(k.startswith("check.") for k in res):
+        lines.append("")
+        lines.append("correctness (optimised vs plain float32, same inputs):")
     for key, row in res.items():
         if not key.startswith("check."):
             continue
@@ -607,7 +615,8 @@ def print_table(report: dict) -> None:
         lines.append(f"  {key:34s} {'PASS' if row['passed'] else 'FAIL ' + ','.join(row['failed'])}  {shown}")
     m = report["machine"]
     print(f"\nmachine: {m.get('cpu')} ({m.get('cpu_count')} cores, {m.get('cpu_bf16')}), "
-          f"gpu: {m.get('gpu', 'none')}, torch {m['torch']}; "
+          f"gpu: {m.get('gpu', 'none')}, torch {m['torch']}, {m['torch_threads']} threads, "
+          f"OMP_WAIT_POLICY={m.get('omp_wait_policy')}; "
           f"load average {report['load_before']} -> {report['load_after']}; seconds per section {report['section_s']}")
     print("\n".join(lines))
 

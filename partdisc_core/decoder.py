@@ -2,18 +2,27 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .config import PartDiscConfig
 from .layers import LayerNorm2d
 
 
-def conv_block(cin: int, cout: int) -> nn.Sequential:
-    """3x3 conv, channels-first LayerNorm, ReLU (LN in place of BN, §3.1).
+class ReLUNoGradInplace(nn.ReLU):
+    """ReLU that works in place only when no gradient is being recorded.
 
-    The ReLU is not in-place: LayerNorm2d returns a permuted view, and an in-place op on a view makes
-    autograd copy the whole gradient through a strided CopySlices node (about 15 % of a CPU step)."""
-    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), LayerNorm2d(cout), nn.ReLU())
+    LayerNorm2d returns a permuted view; an in-place op on a view makes autograd copy the whole
+    gradient through a strided CopySlices node (about 10 % of a CPU training step), while at inference
+    the in-place op saves an allocation (about 8 % of the decoder's time). Same values either way."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(x, inplace=not (torch.is_grad_enabled() and x.requires_grad))
+
+
+def conv_block(cin: int, cout: int) -> nn.Sequential:
+    """3x3 conv, channels-first LayerNorm, ReLU (LN in place of BN, §3.1)."""
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), LayerNorm2d(cout), ReLUNoGradInplace())
 
 
 class Decoder(nn.Module):

@@ -286,11 +286,14 @@ class PartDiscModel(nn.Module):
         if batch_b.shape[0] != n:
             raise ValueError("swap_parts needs as many images in image_a as in image_b")
         ids = None if class_ids is None else torch.as_tensor(class_ids, device=self.device).reshape(-1)
-        # a and b in one batch: one encoder and one PartFormer pass instead of two (eval mode, so
-        # every image is processed independently and the result is the same as two passes).
-        feats, parts_ab = self._encode_batch(torch.cat([batch_a, batch_b]), None if ids is None else ids.repeat(2))
-        feats_a, feats_b = feats.split(n)
-        parts_a, parts_b = parts_ab.split(n)
+        if self.training:  # BatchNorm uses batch statistics: encode each side on its own, as always
+            (feats_a, parts_a), (feats_b, parts_b) = self._encode_batch(batch_a, ids), self._encode_batch(batch_b, ids)
+        else:
+            # a and b in one batch: one encoder and one PartFormer pass instead of two (in eval mode
+            # every image is processed independently, so the result equals two passes).
+            feats, parts_ab = self._encode_batch(torch.cat([batch_a, batch_b]), None if ids is None else ids.repeat(2))
+            feats_a, feats_b = feats.split(n)
+            parts_a, parts_b = parts_ab.split(n)
         mask = torch.zeros(k + 1, dtype=torch.bool, device=parts_a.device)
         mask[[p - 1 for p in chosen]] = True
         mask = mask.view(1, -1, 1)

@@ -188,8 +188,10 @@ def train(cfg: TrainConfig) -> Path:
         total = losses["total"]
         if not torch.isfinite(total):
             bar.close()
+            saved = find_state(out)
+            where = f"The last good save is in {saved}" if saved is not None else "No training state was saved yet"
             raise SystemExit(f"[partdisc] the loss became {total.item()} at step {step} "
-                             f"({ {k: float(v) for k, v in losses.items()} }). The last good save is in {out / 'last'}; "
+                             f"({ {k: float(v.detach()) for k, v in losses.items()} }). {where}; "
                              "lower --lr or check the data, then rerun with --resume.")
         optimizer.zero_grad(set_to_none=True)
         total.backward()
