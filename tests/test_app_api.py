@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -19,10 +18,9 @@ gradio_client = pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 
-from partdisc_core import PartDiscConfig, PartDiscModel, save_model  # noqa: E402
-from partdisc_core.demo import AppProcess, DISPLAY_SIDE, GRID_COLUMNS, SWAP_CELL, TILE  # noqa: E402
+from app_server import K, tiny_app_server  # noqa: E402
+from partdisc_core.demo import DISPLAY_SIDE, GRID_COLUMNS, SWAP_CELL, TILE  # noqa: E402
 
-K = 4
 
 
 def portraits(folder: Path) -> dict[str, Path]:
@@ -40,14 +38,7 @@ def portraits(folder: Path) -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("app")
-    torch.manual_seed(0)
-    model = PartDiscModel(PartDiscConfig(width=64, depth=2, heads=2, mlp_dim=128, num_parts=K)).eval()
-    save_model(model, tmp / "tiny")
-    proc = AppProcess(tmp / "tiny", log_path=tmp / "app.log",
-                      env={"PARTDISC_THREADS": "1", "GRADIO_TEMP_DIR": str(tmp / "gradio"),
-                           "PARTDISC_EXAMPLES_DIR": str(tmp / "examples")})
-    with proc:
+    with tiny_app_server(tmp_path_factory.mktemp("app")) as proc:
         yield proc
     print(proc.log_text()[-2000:])
 

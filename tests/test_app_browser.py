@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -21,26 +20,17 @@ CHROMIUM = os.environ.get("PARTDISC_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
 ARTIFACTS = ROOT / "test-artifacts"
-K = 4
 
 sync_api = pytest.importorskip("playwright.sync_api")
 if not (Path(CHROMIUM).is_file() or shutil.which(CHROMIUM)):
     pytest.skip(f"no Chromium at {CHROMIUM}", allow_module_level=True)
 
-from partdisc_core import PartDiscConfig, PartDiscModel, save_model  # noqa: E402
-from partdisc_core.demo import AppProcess  # noqa: E402
+from app_server import tiny_app_server  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("app")
-    torch.manual_seed(0)
-    model = PartDiscModel(PartDiscConfig(width=64, depth=2, heads=2, mlp_dim=128, num_parts=K)).eval()
-    save_model(model, tmp / "tiny")
-    proc = AppProcess(tmp / "tiny", log_path=tmp / "app.log",
-                      env={"PARTDISC_THREADS": "1", "GRADIO_TEMP_DIR": str(tmp / "gradio"),
-                           "PARTDISC_EXAMPLES_DIR": str(tmp / "examples")})
-    with proc:
+    with tiny_app_server(tmp_path_factory.mktemp("app")) as proc:
         yield proc
 
 
