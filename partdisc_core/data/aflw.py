@@ -23,11 +23,10 @@ import csv
 from pathlib import Path
 
 import numpy as np
-import torch
 from torch.utils.data import Dataset
 
 from . import register_dataset
-from .common import load_square, scale_points
+from .common import landmark_item
 from .layout import check_split, every_nth, find_path, read_rows
 
 
@@ -87,11 +86,7 @@ class AFLWDataset(Dataset):
         return len(self.names)
 
     def __getitem__(self, index: int) -> dict:
-        path = self.base / self.names[index]
-        image, hw = load_square(path, self.image_size)
-        pts = self.points[index]
-        return {"image": image, "landmarks": torch.from_numpy(scale_points(pts, hw, self.image_size)),
-                "orig_landmarks": torch.from_numpy(pts.copy()), "orig_size": torch.tensor(hw), "path": str(path)}
+        return landmark_item(self.base / self.names[index], self.points[index], self.image_size)
 
 
 @register_dataset("aflw")

@@ -20,11 +20,10 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 from torch.utils.data import Dataset
 
 from . import register_dataset
-from .common import load_square, scale_points
+from .common import landmark_item
 from .layout import check_split, find_path, read_rows
 
 
@@ -111,11 +110,7 @@ class CelebADataset(Dataset):
         return len(self.names)
 
     def __getitem__(self, index: int) -> dict:
-        path = self.image_dir / self.names[index]
-        image, hw = load_square(path, self.image_size)
-        pts = self.points[index]
-        return {"image": image, "landmarks": torch.from_numpy(scale_points(pts, hw, self.image_size)),
-                "orig_landmarks": torch.from_numpy(pts.copy()), "orig_size": torch.tensor(hw), "path": str(path)}
+        return landmark_item(self.image_dir / self.names[index], self.points[index], self.image_size)
 
 
 @register_dataset("celeba")

@@ -28,6 +28,14 @@ def scale_points(points: np.ndarray, orig_hw: tuple[int, int], size: int) -> np.
     return points * np.array([size / w, size / h], dtype=np.float32)
 
 
+def landmark_item(path, points: np.ndarray, size: int) -> dict:
+    """The item of a landmark dataset: the squashed image, its points in that frame and in the
+    file's own pixels, the file's (H, W) and its path."""
+    image, hw = load_square(path, size)
+    return {"image": image, "landmarks": torch.from_numpy(scale_points(points, hw, size)),
+            "orig_landmarks": torch.from_numpy(points.copy()), "orig_size": torch.tensor(hw), "path": str(path)}
+
+
 def is_holdout(relpath: str, percent: float) -> bool:
     """Deterministic hold-out membership of a file (by a CRC of its path relative to the dataset
     root): the same files are held out on every machine, whatever order they are listed in."""

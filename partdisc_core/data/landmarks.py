@@ -10,11 +10,10 @@ import csv
 from pathlib import Path
 
 import numpy as np
-import torch
 from torch.utils.data import Dataset
 
 from . import register_dataset
-from .common import load_square, scale_points, split_filter
+from .common import landmark_item, split_filter
 
 LANDMARK_COLUMNS = ("lefteye", "righteye", "nose", "leftmouth", "rightmouth")
 
@@ -58,16 +57,7 @@ class LandmarksDataset(Dataset):
         return len(self.names)
 
     def __getitem__(self, index: int) -> dict:
-        path = self.root / self.names[index]
-        image, hw = load_square(path, self.image_size)
-        pts = self.points[index]
-        return {
-            "image": image,
-            "landmarks": torch.from_numpy(scale_points(pts, hw, self.image_size)),
-            "orig_landmarks": torch.from_numpy(pts.copy()),
-            "orig_size": torch.tensor(hw),
-            "path": str(path),
-        }
+        return landmark_item(self.root / self.names[index], self.points[index], self.image_size)
 
 
 @register_dataset("landmarks")
