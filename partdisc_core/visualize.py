@@ -11,7 +11,7 @@ import numpy as np
 
 from .checkpoint import load_model
 from .inputs import read_image
-from .viz import legend_image, map_grid, overlay_masks, save_png, side_by_side
+from .viz import legend_image, map_grid, overlay_masks, save_png, side_by_side, stack_rows
 
 
 def visualize(model, image: np.ndarray, opacity: float = 0.55) -> np.ndarray:
@@ -25,17 +25,7 @@ def visualize(model, image: np.ndarray, opacity: float = 0.55) -> np.ndarray:
     soft = map_grid(masks, size=96, titles=titles, columns=k + 1, has_background=True)
     attention = map_grid(pred.attention[0].cpu().numpy(), size=96, titles=titles, columns=k + 1,
                          has_background=True)
-    return _stack([top, legend_image(k), soft, attention])
-
-
-def _stack(rows: list[np.ndarray], pad: int = 6) -> np.ndarray:
-    width = max(r.shape[1] for r in rows)
-    out = []
-    for r in rows:
-        canvas = np.full((r.shape[0] + pad, width, 3), 255, dtype=np.uint8)
-        canvas[: r.shape[0], : r.shape[1]] = r
-        out.append(canvas)
-    return np.concatenate(out, axis=0)
+    return stack_rows([top, legend_image(k), soft, attention])
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -404,6 +404,21 @@ def side_by_side(images, pad: int = 4, height: Optional[int] = None, pad_value: 
     return out
 
 
+def stack_rows(rows, pad: int = 6, pad_value: int = 255) -> np.ndarray:
+    """Stack images vertically, left-aligned, without resizing: narrower rows are padded on the
+    right, and `pad` rows of `pad_value` follow each image."""
+    imgs = [_as_image_uint8(r) for r in rows]
+    if not imgs:
+        raise ValueError("no images")
+    width = max(im.shape[1] for im in imgs)
+    out = np.full((sum(im.shape[0] + pad for im in imgs), width, 3), pad_value, np.uint8)
+    y = 0
+    for im in imgs:
+        out[y:y + im.shape[0], :im.shape[1]] = im
+        y += im.shape[0] + pad
+    return out
+
+
 def save_png(array, path) -> str:
     """Save an image array (uint8 or float in [0, 1]; gray or RGB) as PNG."""
     a = to_numpy(array)

@@ -10,12 +10,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from partdisc_core import demo, load_model  # noqa: E402
-from partdisc_core.viz import save_png, side_by_side  # noqa: E402
+from partdisc_core.viz import save_png, side_by_side, stack_rows  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -32,9 +30,7 @@ def main(argv: list[str] | None = None) -> None:
         names = list(examples)
         swap = demo.swap(model, examples[names[0]], examples[names[1]], parts=None, crop=True)
     rows = [side_by_side(overlays, height=300), side_by_side([first.part_maps, first.attention]), swap.grid]
-    width = max(r.shape[1] for r in rows)
-    padded = [np.pad(r, ((0, 8), (0, width - r.shape[1]), (0, 0)), constant_values=255) for r in rows]
-    save_png(np.concatenate(padded, axis=0), args.out)
+    save_png(stack_rows(rows, pad=8), args.out)
     print(f"wrote {args.out}")
 
 

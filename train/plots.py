@@ -36,7 +36,7 @@ def plot_losses(log_path: Path, out_path: Path) -> None:
 def plot_samples(model, images: torch.Tensor, out_path: Path, step: int) -> None:
     """Rows: the images, their part overlays (argmax) and their reconstructions."""
     from partdisc_core.inputs import to_uint8
-    from partdisc_core.viz import legend_image, overlay_masks, save_png
+    from partdisc_core.viz import legend_image, overlay_masks, save_png, stack_rows
 
     was_training = model.training
     model.eval()
@@ -52,8 +52,4 @@ def plot_samples(model, images: torch.Tensor, out_path: Path, step: int) -> None
     overlays = [overlay_masks(img, m.cpu().numpy(), opacity=0.6) for img, m in zip(raw, masks)]
     rows = [np.concatenate(list(raw), axis=1), np.concatenate(overlays, axis=1),
             np.concatenate(list(to_uint8(recon)), axis=1)]
-    grid = np.concatenate(rows, axis=0)
-    legend = legend_image(model.cfg.num_parts)
-    if legend.shape[1] < grid.shape[1]:
-        legend = np.pad(legend, ((0, 0), (0, grid.shape[1] - legend.shape[1]), (0, 0)), constant_values=255)
-    save_png(np.concatenate([grid, legend[:, : grid.shape[1]]], axis=0), out_path)
+    save_png(stack_rows(rows + [legend_image(model.cfg.num_parts)], pad=0), out_path)
