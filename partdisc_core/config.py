@@ -217,7 +217,7 @@ def parse_value(text: str, like: Any) -> Any:
     if isinstance(like, float):
         return float(text)
     if isinstance(like, tuple):
-        return tuple(float(eval_fraction(t)) for t in text.split(","))
+        return tuple(float(eval_fraction(t)) for t in text.split(",") if t.strip())
     return text
 
 

@@ -15,6 +15,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from partdisc_core import PartDiscConfig, apply_overrides  # noqa: E402
+from partdisc_core.config import parse_value  # noqa: E402
 from partdisc_core.augment import AugmentConfig  # noqa: E402
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
@@ -133,19 +134,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _parse_like(text: str, like: Any) -> Any:
-    if isinstance(like, bool):
-        return text.lower() in ("1", "true", "yes", "on")
-    if isinstance(like, int):
-        return int(text)
-    if isinstance(like, float):
-        return float(text)
-    if isinstance(like, (tuple, list)):
-        return tuple(float(v) for v in text.split(",") if v)
+    """A command-line string as the type of ``like`` (dicts as JSON, None-valued settings as text)."""
     if isinstance(like, dict):
         return json.loads(text)
     if like is None:
         return None if text.lower() == "none" else text
-    return text
+    return parse_value(text, tuple(like) if isinstance(like, list) else like)
 
 
 def resolve_config(argv: list[str] | None = None) -> TrainConfig:
