@@ -106,8 +106,7 @@ class PerceptualNetwork(nn.Module):
         if weights not in ("imagenet", "random") and not Path(weights).expanduser().is_file():
             raise FileNotFoundError(f"perceptual_weights {weights!r} is neither 'imagenet', 'random' nor a file")
         # Seeded, self-contained random init: the same weights on every machine for a given seed.
-        devices = []
-        with torch.random.fork_rng(devices=devices):
+        with torch.random.fork_rng(devices=[]):  # the CPU generator only; the caller's RNG is untouched
             torch.manual_seed(cfg.perceptual_seed)
             if cfg.perceptual_net == "vgg19":
                 self.features = TappedFeatures(_vgg19(weights), VGG19_TAPS)

@@ -7,15 +7,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..inputs import _array_to_tensor, read_image
+from ..inputs import to_image_tensors
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm")
 
 
 def load_square(path, size: int) -> tuple[torch.Tensor, tuple[int, int]]:
     """Read an image file, squash it to (3, size, size) in [0, 1]; also return its (H, W)."""
-    arr = read_image(path)
-    t = _array_to_tensor(arr)
+    t = to_image_tensors(path)[0]
     h, w = t.shape[-2:]
     if (h, w) != (size, size):
         t = F.interpolate(t.unsqueeze(0), size=(size, size), mode="bilinear", align_corners=False, antialias=True)[0]

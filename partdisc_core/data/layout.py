@@ -9,7 +9,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..inputs import _array_to_tensor, read_image
+from ..inputs import to_image_tensors
 
 SPLITS = ("train", "val", "test")
 VAL_EVERY = 10
@@ -51,7 +51,7 @@ def every_nth(indices: Sequence[int], n: int = VAL_EVERY) -> list[int]:
 
 def load_tensor(path) -> torch.Tensor:
     """(3, H, W) float in [0, 1] (raises ImageInputError for unreadable files)."""
-    return _array_to_tensor(read_image(path))
+    return to_image_tensors(path)[0]
 
 
 def resize_image(t: torch.Tensor, size: int | tuple[int, int]) -> torch.Tensor:
