@@ -32,6 +32,11 @@ class AugmentConfig:
     ``zoom_shift`` of the size keeps crops varied."""
     zoom_shift: float = 0.0
     padding: str = "border"         # grid_sample padding: "zeros", "border" or "reflection"
+    feature_jitter: float = 0.0
+    """Strength of a random appearance change (brightness, contrast, saturation, colour cast) applied
+    only to the images the encoder F sees, never to the PartFormer's input or the reconstruction
+    target. Not in the paper: F then cannot tell the decoder the true colours, so they must travel
+    through the part representations G, which makes swapping parts move their appearance. 0: off."""
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -52,6 +57,25 @@ def similarity_matrices(scale: torch.Tensor, angle: torch.Tensor, tx: torch.Tens
     row0 = torch.stack([cos * inv * sx, -sin * inv, tx], dim=1)
     row1 = torch.stack([sin * inv * sx, cos * inv, ty], dim=1)
     return torch.stack([row0, row1], dim=1)
+
+
+def appearance_jitter(images: torch.Tensor, strength: float, gen: torch.Generator | None = None) -> torch.Tensor:
+    """A random appearance change of each image (B, 3, H, W) in [0, 1], all in one batched pass:
+    saturation, a per-channel colour cast, brightness and contrast, each drawn uniformly within
+    ``strength`` of no change (1.0). Geometry is untouched. Returns images clamped to [0, 1]."""
+    if strength <= 0:
+        return images
+    b, device = images.shape[0], images.device
+
+    def factor(*shape: int) -> torch.Tensor:
+        return 1.0 + (torch.rand(b, *shape, generator=gen, device=device) * 2 - 1) * strength
+
+    gray = images.mean(dim=1, keepdim=True)
+    out = gray + factor(1, 1, 1) * (images - gray)            # saturation
+    out = out * factor(3, 1, 1).clamp_min(0.0) * factor(1, 1, 1)  # colour cast, brightness
+    mean = out.mean(dim=(1, 2, 3), keepdim=True)
+    out = mean + factor(1, 1, 1) * (out - mean)               # contrast
+    return out.clamp(0.0, 1.0).to(images.dtype)
 
 
 class PairedViews:

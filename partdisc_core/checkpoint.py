@@ -22,7 +22,18 @@ from .model import PartDiscModel
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
 FORMAT = "partdisc/1"
-DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "checkpoints" / "faces-k8"
+
+
+def _shipped_checkpoint() -> Path:
+    """The shipped face model: ``partdisc_core/weights/faces-k8`` in an installed wheel (pyproject.toml
+    packages ``checkpoints/`` there), else ``checkpoints/faces-k8`` of the source tree (a clone, an
+    editable install)."""
+    here = Path(__file__).resolve().parent
+    packaged = here / "weights" / "faces-k8"
+    return packaged if packaged.is_dir() else here.parent / "checkpoints" / "faces-k8"
+
+
+DEFAULT_CHECKPOINT = _shipped_checkpoint()
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
@@ -148,6 +159,10 @@ def load_model(source: str | Path | None = None, device: str | torch.device = "c
             raise CheckpointError(f"checkpoint config differs from the expected one: {diff}")
     includes_frozen = meta.get("includes_frozen", "False") == "True"
     build_cfg = cfg.replace(dino_weights="random") if (cfg.encoder == "dino" and includes_frozen) else cfg
+    if cfg.encoder == "mobilenetv2":
+        # Its frozen backbone is in every such checkpoint (checked below as missing tensors): build it
+        # from random weights, so loading never needs the ImageNet file (a plain pip install, offline).
+        build_cfg = build_cfg.replace(mobilenet_weights="random")
     model = PartDiscModel(build_cfg)
     model.cfg = cfg
     own = model.state_dict()

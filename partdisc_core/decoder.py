@@ -13,8 +13,8 @@ class ReLUNoGradInplace(nn.ReLU):
     """ReLU that works in place only when no gradient is being recorded.
 
     LayerNorm2d returns a permuted view; an in-place op on a view makes autograd copy the whole
-    gradient through a strided CopySlices node (about 10 % of a CPU training step), while at inference
-    the in-place op saves an allocation (about 8 % of the decoder's time). Same values either way."""
+    gradient through a strided CopySlices node, while at inference the in-place op saves an
+    allocation (figures in benchmarks/README.md). Same values either way."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.relu(x, inplace=not (torch.is_grad_enabled() and x.requires_grad))

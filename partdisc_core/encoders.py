@@ -92,7 +92,65 @@ class DinoEncoder(nn.Module):
         return self.head(self.tokens(x))
 
 
+MOBILENET_TAPS = (6, 13)
+"""Last blocks of MobileNetV2's stride-8 (32 channels) and stride-16 (96 channels) stages."""
+
+
+class MobileNetEncoder(nn.Module):
+    """Frozen ImageNet MobileNetV2 (supervised pretraining) + a trainable conv head down to C.
+
+    The paper's "pretrained, frozen encoder" variant (§4.3, its DINO rows) with weights that ship
+    offline: the image, resized to ``encoder_image_size`` (256 for a 32x32 F), goes through the
+    frozen network up to stride 16; its stride-8 and stride-16 features, both resized to F's size and
+    concatenated (128 channels), pass through the head (conv-BN-ReLU x2, conv) to C. The backbone's
+    BatchNorms are folded into its convs; its weights are saved in every checkpoint (about 1 MB in
+    fp16), so a checkpoint never depends on where the ImageNet weights came from.
+    """
+
+    def __init__(self, cfg: PartDiscConfig) -> None:
+        super().__init__()
+        from .perceptual import fold_batchnorm, mobilenetv2_features
+
+        with torch.random.fork_rng(devices=[]):  # "random" weights: seeded, the caller's RNG untouched
+            torch.manual_seed(0)
+            features = mobilenetv2_features(cfg.mobilenet_weights)
+        self.backbone = fold_batchnorm(features[: MOBILENET_TAPS[-1] + 1].eval())
+        self.backbone.requires_grad_(False)
+        for m in self.backbone.modules():
+            if isinstance(m, (nn.ReLU, nn.ReLU6)):
+                m.inplace = False  # the stride-8 tap must survive the later blocks
+        k = cfg.dino_head_kernel
+        width = cfg.encoder_head_width
+        self.head = nn.Sequential(
+            nn.Conv2d(32 + 96, width, 1), nn.BatchNorm2d(width), nn.ReLU(inplace=True),
+            nn.Conv2d(width, width, k, padding=k // 2), nn.BatchNorm2d(width), nn.ReLU(inplace=True),
+            nn.Conv2d(width, cfg.feature_dim, k, padding=k // 2),
+        )
+
+    def train(self, mode: bool = True) -> "MobileNetEncoder":
+        super().train(mode)
+        self.backbone.eval()
+        return self
+
+    @torch.no_grad()
+    def tokens(self, x: torch.Tensor) -> torch.Tensor:
+        """The frozen network's stride-8 and stride-16 features at F's size, (B, 128, h, w)."""
+        taps = []
+        for i, layer in enumerate(self.backbone):
+            x = layer(x)
+            if i in MOBILENET_TAPS:
+                taps.append(x)
+        size = taps[0].shape[-2:]
+        coarse = torch.nn.functional.interpolate(taps[1], size=size, mode="bilinear", align_corners=False)
+        return torch.cat([taps[0], coarse], dim=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.tokens(x))
+
+
 def build_encoder(cfg: PartDiscConfig) -> nn.Module:
     if cfg.encoder == "resnet":
         return ResNetStemEncoder(cfg)
+    if cfg.encoder == "mobilenetv2":
+        return MobileNetEncoder(cfg)
     return DinoEncoder(cfg)

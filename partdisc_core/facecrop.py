@@ -21,15 +21,17 @@ from dataclasses import dataclass, field
 from typing import List, Optional, Tuple, Union
 
 import numpy as np
-from PIL import Image
 
-__all__ = ["CropResult", "detect_faces", "crop_to_face", "NO_FACE_MESSAGE"]
+from partdisc_core.inputs import resize, to_rgb  # absolute: the module also loads on its own by path
+
+__all__ = ["CropResult", "detect_faces", "crop_to_face", "face_frame", "NO_FACE_MESSAGE"]
 
 CASCADE_FILE = "haarcascade_frontalface_default.xml"
 NO_FACE_MESSAGE = "No face found: using the centre of the image"
 
 _cascade = None
 _cascade_lock = threading.Lock()
+_detect_lock = threading.Lock()  # the cascade keeps per-call scratch state: one detection at a time
 
 
 def _get_cascade():
@@ -49,25 +51,10 @@ def _get_cascade():
 
 
 def _as_rgb_uint8(image) -> np.ndarray:
-    """(H, W, 3) uint8 RGB from gray / RGBA / float [0, 1] / torch inputs."""
+    """(H, W, 3) uint8 RGB from any image form (:func:`partdisc_core.inputs.to_rgb`, values clipped)."""
     if hasattr(image, "detach") and hasattr(image, "cpu"):
         image = image.detach().cpu().numpy()
-    elif isinstance(image, Image.Image):
-        image = np.asarray(image.convert("RGB"))
-    a = np.asarray(image)
-    if a.ndim == 2:
-        a = a[:, :, None]
-    if a.ndim != 3 or a.shape[2] not in (1, 3, 4):
-        raise ValueError(f"expected an (H, W, 3) image, got shape {a.shape}")
-    if a.shape[2] == 1:
-        a = np.repeat(a, 3, axis=2)
-    elif a.shape[2] == 4:
-        a = a[:, :, :3]
-    if a.dtype != np.uint8:
-        if np.issubdtype(a.dtype, np.floating):
-            a = np.clip(a, 0.0, 1.0) * 255.0 + 0.5
-        a = np.clip(a, 0, 255).astype(np.uint8)
-    return np.ascontiguousarray(a)
+    return to_rgb(image, "uint8", clip=True)
 
 
 def detect_faces(
@@ -104,9 +91,11 @@ def detect_faces(
         gray = cv2.resize(gray, size, interpolation=interp)
     gray = cv2.equalizeHist(gray)
     m = max(24, int(round(min(gray.shape[:2]) * min_size_frac)))
-    found = _get_cascade().detectMultiScale(
-        gray, scaleFactor=scale_factor, minNeighbors=min_neighbors, minSize=(m, m)
-    )
+    cascade = _get_cascade()
+    with _detect_lock:
+        found = cascade.detectMultiScale(
+            gray, scaleFactor=scale_factor, minNeighbors=min_neighbors, minSize=(m, m)
+        )
     boxes = []
     for x, y, w, h in np.asarray(found).reshape(-1, 4):
         x0, y0 = int(round(x / s)), int(round(y / s))
@@ -160,6 +149,13 @@ def _centred_box(cx: float, cy: float, width: float, height: float):
     return (x0, y0, x0 + max(1, int(round(width))), y0 + max(1, int(round(height))))
 
 
+def face_frame(face_box, scale: float = 1.75, shift: float = 0.06) -> Tuple[float, float, float]:
+    """(cx, cy, side) of the square that frames a Haar face box (x, y, w, h) like the training
+    photos: side = `scale` x the box side, centre moved up by `shift` x the box height."""
+    x, y, w, h = face_box
+    return x + w / 2.0, y + h / 2.0 - shift * h, scale * max(w, h)
+
+
 def crop_to_face(
     image,
     margin: Optional[float] = None,
@@ -207,10 +203,7 @@ def crop_to_face(
 
     boxes = detect_faces(img, **detect_kwargs)
     if boxes:
-        x, y, w, h = boxes[0]
-        side = scale * max(w, h)
-        cx = x + w / 2.0
-        cy = y + h / 2.0 - shift * h
+        cx, cy, side = face_frame(boxes[0], scale, shift)
         box = _centred_box(cx, cy, side, side * aspect)
         found, message, face_box = True, "", boxes[0]
     else:
@@ -223,9 +216,8 @@ def crop_to_face(
         found, message, face_box = False, NO_FACE_MESSAGE, None
 
     crop = _extract(img, box, pad_mode)
-    if out_wh is not None and (crop.shape[1], crop.shape[0]) != out_wh:
-        resample = Image.LANCZOS if crop.shape[1] > out_wh[0] else Image.BICUBIC
-        crop = np.asarray(Image.fromarray(crop).resize(out_wh, resample))
+    if out_wh is not None:
+        crop = resize(crop, out_wh)
     return CropResult(
         image=crop,
         box=tuple(int(v) for v in box),

@@ -37,6 +37,14 @@ def _rect_grid(h: int, w: int, device) -> torch.Tensor:
     return torch.stack([gx, gy])
 
 
+def pixel_loss(recon: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean absolute difference between the reconstruction I' and the image I (both normalised).
+
+    Not in the paper: an optional companion of eq. (7) that ties the reconstruction's colours to
+    the input's, which the perceptual features alone leave nearly free (``lambda_pixel``)."""
+    return (recon.float() - target.float()).abs().mean()
+
+
 def area_loss(maps: torch.Tensor, alpha: float, eps: float = 1e-8) -> torch.Tensor:
     """Eq. (6): sum_k 1 / (1 + z_k / alpha) with z_k the soft pixel count of V_k; mean over batch.
 
@@ -97,6 +105,8 @@ class PartDiscLoss(nn.Module):
             self.perceptual = PerceptualNetwork(cfg)
 
     def reconstruction(self, recon: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Eq. (7) (or MSE) between reconstructions and targets; both views come in one batch, so
+        the frozen network runs once on all targets and once on all reconstructions."""
         if self.cfg.reconstruction == "mse":
             return F.mse_loss(recon.float(), target.float())
         with torch.no_grad():
@@ -112,9 +122,12 @@ class PartDiscLoss(nn.Module):
         k = cfg.num_parts
         zero = out.maps[0].new_zeros((), dtype=torch.float32)
         views = range(len(out.maps))
-        rec = con = area = sc = zero
+        rec = con = area = sc = pix = zero
         if cfg.reconstruction != "none" and cfg.lambda_rec > 0:
-            rec = sum(self.reconstruction(out.recon[i], out.targets[i]) for i in views) / len(out.maps)
+            # the mean over the views equals one call on both views together: every term is a mean
+            rec = self.reconstruction(torch.cat(out.recon), torch.cat(out.targets))
+        if cfg.lambda_pixel > 0:
+            pix = pixel_loss(torch.cat(out.recon), torch.cat(out.targets))
         if cfg.lambda_con > 0:
             con = sum(concentration_loss(out.maps[i][:, :k], cfg.epsilon) for i in views) / len(out.maps)
         if cfg.lambda_area > 0:
@@ -122,5 +135,6 @@ class PartDiscLoss(nn.Module):
             area = sum(area_loss(out.maps[i][:, sl], cfg.alpha, cfg.epsilon) for i in views) / len(out.maps)
         if cfg.lambda_sc > 0:
             sc = sum(arcface(out.parts[i][:, :k], class_ids) for i in views) / len(out.maps)
-        total = cfg.lambda_rec * rec + cfg.lambda_sc * sc + cfg.lambda_con * con + cfg.lambda_area * area
-        return {"total": total, "rec": rec, "sc": sc, "con": con, "area": area}
+        total = (cfg.lambda_rec * rec + cfg.lambda_pixel * pix + cfg.lambda_sc * sc + cfg.lambda_con * con
+                 + cfg.lambda_area * area)
+        return {"total": total, "rec": rec, "pix": pix, "sc": sc, "con": con, "area": area}

@@ -133,11 +133,16 @@ class PartDiscModel(nn.Module):
         return self._resize(out, self.cfg.image_size)
 
     # --- training --------------------------------------------------------------------------------
-    def forward(self, view1: torch.Tensor, view2: torch.Tensor, class_ids: torch.Tensor | None = None) -> TrainOutput:
-        """Two-stream training pass on two views in [0, 1], (B, 3, S, S) with S = cfg.input_size."""
+    def forward(self, view1: torch.Tensor, view2: torch.Tensor, class_ids: torch.Tensor | None = None,
+                feature_views: tuple[torch.Tensor, torch.Tensor] | None = None) -> TrainOutput:
+        """Two-stream training pass on two views in [0, 1], (B, 3, S, S) with S = cfg.input_size.
+
+        ``feature_views``: optional appearance-changed copies of the two views for the encoder F
+        alone (see :func:`partdisc_core.augment.appearance_jitter`); G and the targets use the views."""
         x = self.normalize(torch.cat([view1, view2]))
         ids = None if class_ids is None else torch.cat([class_ids, class_ids])
-        feats = self.features(x)                      # F^(1), F^(2) in one batch
+        fx = x if feature_views is None else self.normalize(torch.cat(list(feature_views)))
+        feats = self.features(fx)                     # F^(1), F^(2) in one batch
         parts, _ = self.part_representations(x, ids)  # G^(1), G^(2)
         b = view1.shape[0]
         if self.cfg.exchange:
@@ -269,12 +274,9 @@ class PartDiscModel(nn.Module):
         feats, parts = self.encode(images, class_ids)
         return self.render(feats, parts)
 
-    @torch.no_grad()
-    def swap_parts(self, image_a: Any, image_b: Any, parts: Sequence[int] | None = None,
-                   class_ids=None) -> SwapResult:
-        """Reconstruct both images with the listed foreground parts' representations G_k taken from
-        the other image (Fig. 11). ``parts`` are part numbers 1..K as shown in legends (None: all
-        foreground parts); the background representation is never exchanged."""
+    def _encode_pair(self, image_a: Any, image_b: Any, parts: Sequence[int] | None, class_ids=None):
+        """F and G of both sides, and a (1, K+1, 1) mask of the chosen foreground parts (numbers
+        1..K; None: all of them), for :meth:`swap_parts` and :meth:`morph_parts`."""
         k = self.cfg.num_parts
         chosen = list(range(1, k + 1)) if parts is None else [int(p) for p in parts]
         bad = [p for p in chosen if not 1 <= p <= k]
@@ -284,7 +286,7 @@ class PartDiscModel(nn.Module):
         batch_b, _ = self._prepare(image_b)
         n = batch_a.shape[0]
         if batch_b.shape[0] != n:
-            raise ValueError("swap_parts needs as many images in image_a as in image_b")
+            raise ValueError("image_a and image_b must hold as many images")
         ids = None if class_ids is None else torch.as_tensor(class_ids, device=self.device).reshape(-1)
         if self.training:  # BatchNorm uses batch statistics: encode each side on its own, as always
             (feats_a, parts_a), (feats_b, parts_b) = self._encode_batch(batch_a, ids), self._encode_batch(batch_b, ids)
@@ -296,13 +298,42 @@ class PartDiscModel(nn.Module):
             parts_a, parts_b = parts_ab.split(n)
         mask = torch.zeros(k + 1, dtype=torch.bool, device=parts_a.device)
         mask[[p - 1 for p in chosen]] = True
-        mask = mask.view(1, -1, 1)
+        return feats_a, feats_b, parts_a, parts_b, mask.view(1, -1, 1)
+
+    @torch.no_grad()
+    def swap_parts(self, image_a: Any, image_b: Any, parts: Sequence[int] | None = None,
+                   class_ids=None) -> SwapResult:
+        """Reconstruct both images with the listed foreground parts' representations G_k taken from
+        the other image (Fig. 11). ``parts`` are part numbers 1..K as shown in legends (None: all
+        foreground parts); the background representation is never exchanged."""
+        feats_a, feats_b, parts_a, parts_b, mask = self._encode_pair(image_a, image_b, parts, class_ids)
         swapped_a = torch.where(mask, parts_b, parts_a)
         swapped_b = torch.where(mask, parts_a, parts_b)
         both = self.render(torch.cat([feats_a, feats_b, feats_a, feats_b]),
                            torch.cat([swapped_a, swapped_b, parts_a, parts_b]))
         sa, sb, ra, rb = both.split(parts_a.shape[0])
         return SwapResult(sa, sb, ra, rb)
+
+    @torch.no_grad()
+    def morph_parts(self, image_a: Any, image_b: Any, parts: Sequence[int] | None = None,
+                    t: float | Sequence[float] = 0.5, class_ids=None) -> torch.Tensor:
+        """Reconstruct image A with the listed parts' representations moved from A's towards B's:
+        G_k = (1 - t) G_k^A + t G_k^B for the chosen k (``torch.lerp``, exact at both ends), the
+        other parts and F from A. t = 0 gives A's plain reconstruction, t = 1 exactly
+        :meth:`swap_parts`' ``swapped_a``. ``t``: one value -> (B, 3, S, S); a sequence of T values
+        -> (B, T, 3, S, S), all rendered in one decoder batch. Values outside [0, 1] extrapolate."""
+        feats_a, _, parts_a, parts_b, mask = self._encode_pair(image_a, image_b, parts, class_ids)
+        ts = torch.as_tensor(t, dtype=parts_a.dtype, device=parts_a.device)
+        if ts.ndim > 1 or not torch.isfinite(ts).all():
+            raise ValueError("t must be a finite number or a 1-D sequence of them")
+        steps = ts.reshape(-1, 1, 1, 1)                               # (T, 1, 1, 1)
+        weight = torch.where(mask, steps, torch.zeros_like(steps))    # (T, 1, K+1, 1): 0 on unchosen parts
+        mixed = torch.lerp(parts_a.unsqueeze(0), parts_b.unsqueeze(0), weight)  # (T, B, K+1, C)
+        n_t, n = mixed.shape[:2]
+        feats = feats_a.unsqueeze(0).expand(n_t, *feats_a.shape).reshape(n_t * n, *feats_a.shape[1:])
+        out = self.render(feats, mixed.reshape(n_t * n, *mixed.shape[2:]))
+        out = out.view(n_t, n, *out.shape[1:]).transpose(0, 1)      # (B, T, 3, S, S)
+        return out[:, 0] if ts.ndim == 0 else out
 
 
 __all__ = ["PartDiscModel", "Prediction", "SwapResult", "TrainOutput", "part_probabilities", "synthesize"]

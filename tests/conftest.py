@@ -1,8 +1,5 @@
-"""Shared fixtures: a tiny model configuration and checkpoints written under ``tmp_path``.
-
-The tiny model (width 64, 2 blocks, K = 4, 64-px inputs, a MobileNetV2 perceptual network) keeps
-the whole suite quick on a small CPU; the maths under test does not depend on the sizes.
-"""
+"""Shared fixtures: the tiny model (``partdisc_core.testing``: width 64, 2 blocks, K = 4, 64-px
+inputs, a MobileNetV2 perceptual network) and checkpoints written under ``tmp_path``."""
 import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before anything imports huggingface_hub
@@ -11,17 +8,10 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 from partdisc_core import PartDiscConfig, PartDiscModel, save_model  # noqa: E402
+from partdisc_core.testing import TINY, tiny_config  # noqa: E402,F401  (tests import them from here)
 
-# Tiny tensors: one thread avoids oversubscription on a shared small CPU (many times faster here).
+# Tiny tensors: one thread avoids oversubscription on a shared small CPU.
 torch.set_num_threads(1)
-
-TINY = dict(width=64, depth=2, heads=2, mlp_dim=128, num_parts=4, decoder_channels=16,
-            perceptual_net="mobilenetv2", image_size=64, encoder_image_size=64)
-"""64-px inputs: a 4x4 patch grid in the PartFormer and a 16x16 feature map F from the ResNet stem."""
-
-
-def tiny_config(**changes) -> PartDiscConfig:
-    return PartDiscConfig(**{**TINY, **changes})
 
 
 def tiny_model(seed: int = 0, **changes) -> PartDiscModel:

@@ -18,22 +18,8 @@ gradio_client = pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 
-from app_server import K, tiny_app_server  # noqa: E402
+from app_server import K, noisy_copies, portrait_files, tiny_app_server  # noqa: E402
 from partdisc_core.demo import DISPLAY_SIDE, GRID_COLUMNS, SWAP_CELL, TILE  # noqa: E402
-
-
-
-def portraits(folder: Path) -> dict[str, Path]:
-    """The public-domain portraits shipped in scikit-image and matplotlib, as files."""
-    import matplotlib.cbook
-    import skimage.data
-
-    folder.mkdir(parents=True, exist_ok=True)
-    out = {"astronaut": folder / "astronaut.png", "grace_hopper": folder / "grace_hopper.jpg"}
-    Image.fromarray(skimage.data.astronaut()).save(out["astronaut"])
-    with Image.open(matplotlib.cbook.get_sample_data("grace_hopper.jpg")) as im:
-        im.convert("RGB").save(out["grace_hopper"], quality=92)
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +36,7 @@ def client(server, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def photos(tmp_path_factory):
-    return portraits(tmp_path_factory.mktemp("photos"))
+    return portrait_files(tmp_path_factory.mktemp("photos"))
 
 
 def discover(client, path, crop=True, hard=True, opacity=0.5):
@@ -243,13 +229,7 @@ def test_missing_image_is_an_error(client, photos):
 
 # --- load --------------------------------------------------------------------------------------
 def test_sixteen_concurrent_calls(server, client, photos, tmp_path):
-    base = np.asarray(Image.open(photos["astronaut"]).convert("RGB"), dtype=np.int16)
-    rng = np.random.default_rng(1)
-    files = []
-    for i in range(16):  # distinct files, so no result comes from the cache
-        noisy = np.clip(base + rng.integers(-6, 7, base.shape), 0, 255).astype(np.uint8)
-        files.append(tmp_path / f"face_{i}.png")
-        Image.fromarray(noisy).save(files[-1])
+    files = noisy_copies(photos["astronaut"], tmp_path, 16, seed=1)  # distinct files: no cached result
     rss_before = server.rss_mb()
 
     def call(i):

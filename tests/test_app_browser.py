@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -25,7 +24,7 @@ sync_api = pytest.importorskip("playwright.sync_api")
 if not (Path(CHROMIUM).is_file() or shutil.which(CHROMIUM)):
     pytest.skip(f"no Chromium at {CHROMIUM}", allow_module_level=True)
 
-from app_server import tiny_app_server  # noqa: E402
+from app_server import portrait_files, tiny_app_server  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -36,15 +35,8 @@ def server(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def photos(tmp_path_factory):
-    import matplotlib.cbook
-    import skimage.data
-
     folder = tmp_path_factory.mktemp("photos")
-    out = {"astronaut": folder / "astronaut.png", "grace_hopper": folder / "grace_hopper.jpg",
-           "not_an_image": folder / "not_an_image.png"}
-    Image.fromarray(skimage.data.astronaut()).save(out["astronaut"])
-    with Image.open(matplotlib.cbook.get_sample_data("grace_hopper.jpg")) as im:
-        im.convert("RGB").save(out["grace_hopper"], quality=92)
+    out = {**portrait_files(folder), "not_an_image": folder / "not_an_image.png"}
     out["not_an_image"].write_text("plain text\n")
     return out
 

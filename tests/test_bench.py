@@ -3,7 +3,7 @@
 One subprocess run (tiny models, one thread) is shared by the tests; they check the JSON's keys
 and the consistency of its numbers, never how fast anything is.
 """
-import importlib.util
+import importlib
 import json
 import math
 import os
@@ -15,6 +15,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "benchmarks" / "bench.py"
+MODULES = ("bench", "common", "latency", "training", "inference", "data", "checks")
 
 LATENCY = [f"latency.cpu.resnet.{row}.{p}" for row in ("predict", "maps_tensor", "reconstruct", "swap")
            for p in ("fp32", "bf16")] + [f"latency.cpu.dino.predict.{p}" for p in ("fp32", "bf16")]
@@ -26,11 +27,16 @@ CHECKS = ([f"check.{v}.maps.{m}" for v in ("resnet", "dino") for m in ("fp32_fas
           + [f"check.train.{v}.{m}" for v in ("resnet", "dino") for m in ("fp32_fast", "bf16")])
 
 
-def load_bench():
-    spec = importlib.util.spec_from_file_location("partdisc_bench", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+@pytest.fixture
+def bench_module(monkeypatch):
+    """Import a module of benchmarks/ by name, as its scripts import each other (their folder on
+    sys.path), without leaving them in sys.modules for the rest of the session."""
+    monkeypatch.syspath_prepend(str(BENCH.parent))
+    for name in MODULES:
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    yield importlib.import_module
+    for name in MODULES:
+        sys.modules.pop(name, None)
 
 
 @pytest.fixture(scope="module")
@@ -85,17 +91,17 @@ def test_table_is_printed(run):
     assert "latency.cpu.resnet.swap.fp32" in stdout
 
 
-def test_judge_flags_results_beyond_tolerance():
-    bench = load_bench()
-    bad = bench._judge({"max_abs": 0.5, "mean_abs": 0.1, "label_agreement": 0.5}, bench.TOL_BF16, "maps")
+def test_judge_flags_results_beyond_tolerance(bench_module):
+    checks = bench_module("checks")
+    bad = checks._judge({"max_abs": 0.5, "mean_abs": 0.1, "label_agreement": 0.5}, checks.TOL_BF16, "maps")
     assert not bad["passed"] and set(bad["failed"]) == {"max_abs", "mean_abs", "label_agreement"}
-    good = bench._judge({"loss_rel": 0.0, "grad_cos": 1.0}, bench.TOL_FP32, "train")
+    good = checks._judge({"loss_rel": 0.0, "grad_cos": 1.0}, checks.TOL_FP32, "train")
     assert good["passed"]
-    worse = bench._judge({"loss_rel": 0.5, "grad_cos": 0.2}, bench.TOL_BF16, "train")
+    worse = checks._judge({"loss_rel": 0.5, "grad_cos": 0.2}, checks.TOL_BF16, "train")
     assert worse["failed"] == ["loss_rel", "grad_cos"]
 
 
-def test_unknown_section_is_rejected():
-    bench = load_bench()
+def test_unknown_section_is_rejected(bench_module):
+    bench = bench_module("bench")
     with pytest.raises(SystemExit):
         bench.parse_args(["--only", "latency,nonsense"])

@@ -89,3 +89,18 @@ def test_replace_validates():
     assert cfg.replace(tau=0.5).tau == 0.5 and cfg.tau == 0.8
     with pytest.raises(ValueError):
         cfg.replace(num_parts=-2)
+
+
+def test_split_override_and_untyped_values():
+    from partdisc_core.config import parse_value, split_override
+
+    assert split_override("model.tau=0.5") == ("model.tau", "0.5")
+    assert split_override("holdout-percent=5") == ("holdout_percent", "5")
+    assert split_override("a=b=c") == ("a", "b=c")
+    for bad in ("novalue", "=3"):
+        with pytest.raises(ValueError):
+            split_override(bad)
+    assert parse_value("5", None) == 5 and parse_value("none", None) is None
+    assert parse_value("[1, 2]", None) == [1, 2] and parse_value("text", None) == "text"
+    assert parse_value('{"a": 1}', {}) == {"a": 1}
+    assert apply_overrides(PartDiscConfig(), ["model.tau=0.25"]).tau == 0.25

@@ -6,8 +6,11 @@ import torch
 
 from partdisc_core import PartDiscConfig, PartDiscLoss, PartDiscModel, load_model, save_model
 from partdisc_core.encoders import DinoEncoder
+from partdisc_core.testing import TINY
 
-SMALL = dict(width=64, depth=2, heads=2, mlp_dim=128, num_parts=4, decoder_channels=16, reconstruction="mse")
+SMALL = {**{k: TINY[k] for k in ("width", "depth", "heads", "mlp_dim", "num_parts", "decoder_channels")},
+         "reconstruction": "mse"}
+"""The tiny PartFormer and decoder; the image sizes are the DINO preset's."""
 
 
 def dino_config(**changes) -> PartDiscConfig:

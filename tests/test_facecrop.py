@@ -11,6 +11,7 @@ cv2 = pytest.importorskip("cv2")
 skdata = pytest.importorskip("skimage.data")
 
 from partdisc_core import facecrop  # noqa: E402
+from partdisc_core.inputs import portrait  # noqa: E402
 
 
 def _contains(box, region):
@@ -21,15 +22,12 @@ def _contains(box, region):
 
 @pytest.fixture(scope="module")
 def astronaut():
-    return skdata.astronaut()
+    return portrait("astronaut")
 
 
 @pytest.fixture(scope="module")
 def grace_hopper():
-    from matplotlib import cbook
-
-    path = cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)
-    return np.asarray(Image.open(path).convert("RGB"))
+    return portrait("grace_hopper")
 
 
 @pytest.fixture(scope="module")

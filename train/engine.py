@@ -1,8 +1,12 @@
-"""The training loop: data, paired views, losses, optimiser, logging, evaluation and saving."""
+"""The training loop: one optimisation step (:func:`train_step`) and the loop around it (:func:`train`).
+
+The step does the paired views, the forward pass under autocast, the NaN stop, backward and the
+optimiser update, and returns the losses. Everything periodic (log, validate and select, plot, save
+state, snapshot) lives in :mod:`hooks` and is registered once; the learning-rate schedule and the
+time budget in :class:`schedule.Schedule`.
+"""
 from __future__ import annotations
 
-import json
-import math
 import os
 import sys
 import time
@@ -13,12 +17,14 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 
-from partdisc_core import PartDiscLoss, PartDiscModel, save_model
-from partdisc_core.augment import PairedViews
+from partdisc_core import CheckpointError, PartDiscLoss, PartDiscModel, save_model
+from partdisc_core.augment import PairedViews, appearance_jitter
 from partdisc_core.data import build_dataset
 
+import hooks
 from options import TrainConfig
-from state import find_state, load_state, save_state
+from schedule import Schedule
+from state import find_state, init_from_checkpoint, load_state
 
 
 class TrainStep(nn.Module):
@@ -29,9 +35,55 @@ class TrainStep(nn.Module):
         self.model = model
         self.criterion = criterion
 
-    def forward(self, view1, view2, class_ids=None):
-        out = self.model(view1, view2, class_ids)
-        return self.criterion(out, self.model.arcface, class_ids), out
+    def forward(self, view1, view2, class_ids=None, feature_views=None):
+        out = self.model(view1, view2, class_ids, feature_views)
+        return self.criterion(out, self.model.arcface, class_ids)
+
+
+class NonFiniteLoss(RuntimeError):
+    """The total loss became NaN or infinite: training stops instead of diverging silently."""
+
+    def __init__(self, losses: dict[str, float]) -> None:
+        super().__init__(f"the loss became {losses['total']} ({losses})")
+        self.losses = losses
+
+
+def cpu_has_native_bf16() -> bool:
+    """True on CPUs with bf16 arithmetic in hardware (AVX512-BF16 or AMX), where autocast pays."""
+    cpu = getattr(torch, "cpu", None)
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(bool(getattr(cpu, name, lambda: False)()) for name in checks)
+
+
+def use_autocast(cfg: TrainConfig, device: torch.device) -> bool:
+    """bf16 autocast: on CUDA when ``amp``; on the CPU when ``amp`` and the CPU has native bf16, or
+    when forced with ``amp_cpu``."""
+    if device.type == "cuda":
+        return cfg.amp
+    if device.type == "cpu":
+        return cfg.amp_cpu or (cfg.amp and cpu_has_native_bf16())
+    return False
+
+
+def train_step(step_module: nn.Module, optimizer: torch.optim.Optimizer, images: torch.Tensor,
+               class_ids: torch.Tensor | None, views: PairedViews, cfg: TrainConfig, amp: bool
+               ) -> dict[str, float]:
+    """One optimisation step on a batch of images (B, 3, S, S) in [0, 1]; returns the losses."""
+    with torch.no_grad():
+        v1, v2 = views(images)
+        jitter = cfg.augment.feature_jitter
+        feature_views = (appearance_jitter(v1, jitter), appearance_jitter(v2, jitter)) if jitter > 0 else None
+    with torch.autocast(device_type=images.device.type, dtype=torch.bfloat16, enabled=amp):
+        losses = step_module(v1, v2, class_ids, feature_views)
+    values = {k: float(v.detach()) for k, v in losses.items()}
+    if not torch.isfinite(losses["total"]):
+        raise NonFiniteLoss(values)
+    optimizer.zero_grad(set_to_none=True)
+    losses["total"].backward()
+    if cfg.grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]], cfg.grad_clip)
+    optimizer.step()
+    return values
 
 
 def setup_distributed(device_arg: str) -> tuple[int, int, torch.device]:
@@ -55,16 +107,6 @@ def setup_distributed(device_arg: str) -> tuple[int, int, torch.device]:
     return rank, world, device
 
 
-def lr_factor(step: int, cfg: TrainConfig) -> float:
-    factor = 1.0
-    if cfg.warmup_steps and step < cfg.warmup_steps:
-        factor = (step + 1) / cfg.warmup_steps
-    for milestone in cfg.lr_milestones:
-        if step >= int(milestone * cfg.max_steps):
-            factor *= cfg.lr_gamma
-    return factor
-
-
 def _collate(samples: list[dict]) -> dict:
     out = {"image": torch.stack([s["image"] for s in samples])}
     if "class_id" in samples[0]:
@@ -82,35 +124,74 @@ def _infinite(loader: DataLoader, sampler, start_epoch: int):
         epoch += 1
 
 
-def build_validation(cfg: TrainConfig):
-    if not cfg.val_root:
-        return None
-    from partdisc_core.data.landmarks import LandmarksDataset
-
-    full = LandmarksDataset(cfg.val_root, cfg.model.image_size)
-    n = min(len(full), cfg.val_max)
-    fit = LandmarksDataset(cfg.val_root, cfg.model.image_size, indices=range(0, min(cfg.val_fit, n - 1)))
-    test = LandmarksDataset(cfg.val_root, cfg.model.image_size, indices=range(min(cfg.val_fit, n - 1), n))
-    return fit, test
-
-
-def run_validation(model: PartDiscModel, val, batch_size: int) -> dict | None:
-    try:
-        from partdisc_core.evaluation import evaluate_landmarks
-    except ImportError as exc:  # pragma: no cover - only while the evaluation module is missing
-        print(f"[partdisc] validation skipped: {exc}", file=sys.stderr)
-        return None
-    model.eval()
-    try:
-        return evaluate_landmarks(model, val[0], val[1], batch_size=batch_size)
-    finally:
-        model.train()
+def build_loader(cfg: TrainConfig, rank: int, world: int, device: torch.device):
+    dataset = build_dataset(cfg.dataset, cfg.data_root or None, split="train",
+                            image_size=cfg.model.input_size, **cfg.dataset_options)
+    if len(dataset) < cfg.batch_size // world:
+        raise SystemExit(f"the dataset has {len(dataset)} images, fewer than one batch ({cfg.batch_size})")
+    sampler = DistributedSampler(dataset, world, rank, seed=cfg.seed) if world > 1 else \
+        RandomSampler(dataset, generator=torch.Generator().manual_seed(cfg.seed))
+    loader = DataLoader(dataset, batch_size=cfg.batch_size // world, sampler=sampler, drop_last=True,
+                        num_workers=cfg.num_workers, pin_memory=device.type == "cuda", collate_fn=_collate,
+                        persistent_workers=cfg.num_workers > 0)
+    return dataset, sampler, loader
 
 
-def _better(metric: str, new: float, best: float | None) -> bool:
-    if best is None or not math.isfinite(best):
-        return math.isfinite(new)
-    return new < best if metric.startswith("nme") else new > best
+def build_model(cfg: TrainConfig, device: torch.device, main: bool) -> PartDiscModel:
+    """The model to train: fresh, or with the weights of ``init_from`` (unless a saved state of
+    this run will be resumed, which wins)."""
+    model = PartDiscModel(cfg.model).to(device)
+    if cfg.init_from and not (cfg.resume and find_state(Path(cfg.out)) is not None):
+        try:
+            init_from_checkpoint(model, cfg.init_from)
+        except CheckpointError as exc:
+            raise SystemExit(f"[partdisc] {exc}") from None
+        if main:
+            print(f"[partdisc] initialised from {cfg.init_from}")
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    freeze_all_but(model, cfg.trainable)
+    return model
+
+
+def freeze_all_but(model: nn.Module, trainable: str) -> None:
+    """Freeze every parameter outside the comma-separated module names of ``trainable`` ("all":
+    nothing), and keep the BatchNorm statistics of frozen modules as they are."""
+    if trainable.strip() in ("", "all"):
+        return
+    names = tuple(n.strip() for n in trainable.split(",") if n.strip())
+    known = {name for name, _ in model.named_children()}
+    unknown = [n for n in names if n.split(".")[0] not in known]
+    if unknown:
+        raise SystemExit(f"trainable: unknown module(s) {unknown}; the model has {sorted(known)}")
+    prefixes = tuple(n + "." for n in names)
+    for name, param in model.named_parameters():
+        if not name.startswith(prefixes):
+            param.requires_grad_(False)
+    for name, module in model.named_modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm) and not (name + ".").startswith(prefixes):
+            module.momentum = 0.0  # running statistics stay those of the checkpoint
+
+
+def resume(ctx: hooks.RunContext) -> None:
+    """With ``--resume``, load the last complete save of the run folder into the context."""
+    folder = find_state(ctx.out)
+    if folder is None:
+        if ctx.main:
+            print(f"[partdisc] --resume: no saved state in {ctx.out}, starting from scratch")
+        return
+    ctx.restore(load_state(folder, ctx.model, ctx.optimizer))
+    if ctx.main:
+        print(f"[partdisc] resumed from {folder} at step {ctx.step}")
+
+
+def wrap_step(step_module: nn.Module, cfg: TrainConfig, device: torch.device, world: int) -> nn.Module:
+    """DistributedDataParallel under torchrun, then ``torch.compile`` when asked."""
+    if world > 1:
+        unused = cfg.model.lambda_sc == 0 or cfg.model.reconstruction == "none"
+        step_module = nn.parallel.DistributedDataParallel(
+            step_module, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=unused)
+    return torch.compile(step_module) if cfg.compile else step_module
 
 
 def train(cfg: TrainConfig) -> Path:
@@ -122,124 +203,50 @@ def train(cfg: TrainConfig) -> Path:
         out.mkdir(parents=True, exist_ok=True)
         cfg.to_json(out / "train_config.json")
         cfg.model.to_json(out / "model_config.json")
-
-    dataset = build_dataset(cfg.dataset, cfg.data_root or None, split="train",
-                            image_size=cfg.model.input_size, **cfg.dataset_options)
-    if len(dataset) < cfg.batch_size // world:
-        raise SystemExit(f"the dataset has {len(dataset)} images, fewer than one batch ({cfg.batch_size})")
-    sampler = DistributedSampler(dataset, world, rank, seed=cfg.seed) if world > 1 else \
-        RandomSampler(dataset, generator=torch.Generator().manual_seed(cfg.seed))
-    loader = DataLoader(dataset, batch_size=cfg.batch_size // world, sampler=sampler, drop_last=True,
-                        num_workers=cfg.num_workers, pin_memory=device.type == "cuda", collate_fn=_collate,
-                        persistent_workers=cfg.num_workers > 0)
-
-    model = PartDiscModel(cfg.model).to(device)
-    criterion = PartDiscLoss(cfg.model).to(device)
-    if cfg.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    step_module: nn.Module = TrainStep(model, criterion)
-    params = [p for p in model.parameters() if p.requires_grad]
-    fused = device.type == "cuda"
-    optimizer = torch.optim.AdamW(params, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay,
-                                  fused=fused)
-
-    start, history, best = 0, [], None
+    dataset, sampler, loader = build_loader(cfg, rank, world, device)
+    model = build_model(cfg, device, main)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr,
+                                  betas=tuple(cfg.betas), weight_decay=cfg.weight_decay, fused=device.type == "cuda")
+    ctx = hooks.RunContext(cfg=cfg, out=out, model=model, optimizer=optimizer, main=main)
     if cfg.resume:
-        folder = find_state(out)
-        if folder is None:
-            if main:
-                print(f"[partdisc] --resume: no saved state in {out}, starting from scratch")
-        else:
-            info = load_state(folder, model, optimizer)
-            start, history, best = info["step"], info.get("history", []), info.get("best")
-            if main:
-                print(f"[partdisc] resumed from {folder} at step {start}")
-    if world > 1:
-        unused = cfg.model.lambda_sc == 0 or cfg.model.reconstruction == "none"
-        step_module = nn.parallel.DistributedDataParallel(
-            step_module, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=unused)
-    if cfg.compile:
-        step_module = torch.compile(step_module)
-
-    views = PairedViews(cfg.augment)
-    amp = (cfg.amp and device.type == "cuda") or (cfg.amp_cpu and device.type == "cpu")
-    val = build_validation(cfg) if main else None
-    batches = _infinite(loader, sampler, start_epoch=start * cfg.batch_size // max(len(dataset), 1))
-    fixed = next(iter(DataLoader(dataset, batch_size=8, shuffle=False, collate_fn=_collate)))["image"] if main else None
-
-    from tqdm import tqdm
-
-    bar = tqdm(total=cfg.max_steps, initial=start, disable=not main, dynamic_ncols=True, mininterval=2.0,
-               file=sys.stdout, desc="train")
+        resume(ctx)
+    step_module = wrap_step(TrainStep(model, PartDiscLoss(cfg.model).to(device)), cfg, device, world)
+    views, amp = PairedViews(cfg.augment), use_autocast(cfg, device)
+    schedule = ctx.schedule = Schedule(cfg, start_step=ctx.step, elapsed_s=ctx.elapsed_s)
+    actions = hooks.default_actions(ctx, dataset) if main else []
+    batches = _infinite(loader, sampler, start_epoch=ctx.step * cfg.batch_size // max(len(dataset), 1))
+    bar = hooks.ProgressBar(cfg, ctx.step, enabled=main)
+    if main:
+        print(f"[partdisc] training on {device} ({'bf16 autocast' if amp else 'float32'}, "
+              f"{torch.get_num_threads()} threads)" + (f", budget {cfg.max_minutes:g} min" if cfg.max_minutes else ""))
     model.train()
-    tic, seen = time.perf_counter(), 0
-    step = start
-    while step < cfg.max_steps:
+    last = schedule.finished(ctx.step)
+    while not last:
         batch = next(batches)
         images = batch["image"].to(device, non_blocking=True)
-        class_ids = batch.get("class_id")
-        class_ids = class_ids.to(device) if class_ids is not None else None
-        for group in optimizer.param_groups:
-            group["lr"] = cfg.lr * lr_factor(step, cfg)
-        with torch.no_grad():
-            v1, v2 = views(images)
-        if cfg.channels_last:
-            v1, v2 = v1.contiguous(memory_format=torch.channels_last), v2.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp):
-            losses, _ = step_module(v1, v2, class_ids)
-        total = losses["total"]
-        if not torch.isfinite(total):
+        class_ids = batch["class_id"].to(device) if "class_id" in batch else None
+        schedule.set_lr(optimizer, ctx.step)
+        try:
+            losses = train_step(step_module, optimizer, images, class_ids, views, cfg, amp)
+        except NonFiniteLoss as exc:
             bar.close()
             saved = find_state(out)
             where = f"The last good save is in {saved}" if saved is not None else "No training state was saved yet"
-            raise SystemExit(f"[partdisc] the loss became {total.item()} at step {step} "
-                             f"({ {k: float(v.detach()) for k, v in losses.items()} }). {where}; "
-                             "lower --lr or check the data, then rerun with --resume.")
-        optimizer.zero_grad(set_to_none=True)
-        total.backward()
-        if cfg.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-        optimizer.step()
-        step += 1
-        seen += images.shape[0] * world
-        if not main:
-            continue
-        bar.update(1)
-        if step % cfg.log_every == 0 or step == cfg.max_steps:
-            elapsed = time.perf_counter() - tic
-            record = {"step": step, "lr": optimizer.param_groups[0]["lr"], "images_per_s": seen / max(elapsed, 1e-9),
-                      **{k: float(v.detach()) for k, v in losses.items()}}
-            history.append(record)
-            tic, seen = time.perf_counter(), 0
-            bar.set_postfix(loss=f"{record['total']:.3f}", rec=f"{record['rec']:.3f}", con=f"{record['con']:.3f}",
-                            area=f"{record['area']:.3f}", ips=f"{record['images_per_s']:.1f}")
-            with open(out / "log.jsonl", "a") as f:
-                f.write(json.dumps(record) + "\n")
-        if val is not None and (step % cfg.eval_every == 0 or step == cfg.max_steps):
-            metrics = run_validation(model, val, batch_size=64) or {cfg.select_metric: float("nan")}
-            value = metrics[cfg.select_metric]
-            with open(out / "val.jsonl", "a") as f:
-                f.write(json.dumps({"step": step, **metrics}) + "\n")
-            bar.write(f"[partdisc] step {step} validation: " + ", ".join(f"{k} {v:.2f}" for k, v in metrics.items()
-                                                                         if isinstance(v, float)))
-            if _better(cfg.select_metric, value, best):
-                best = value
-                save_model(model, out, dtype=getattr(torch, cfg.save_dtype),
-                           metadata={"step": step, "selected_by": cfg.select_metric, "validation": metrics})
-        if step % cfg.sample_every == 0 or step == cfg.max_steps:
-            from plots import plot_losses, plot_samples
-
-            plot_losses(out / "log.jsonl", out / "loss.png")
-            plot_samples(model, fixed, out / "samples.png", step)
-        if step % cfg.save_every == 0 or step == cfg.max_steps:
-            save_state(out / "last", model, optimizer, step, {"history": history[-2000:], "best": best})
-        if cfg.snapshot_every and step % cfg.snapshot_every == 0:
-            save_model(model, out / "snapshots" / f"step_{step:07d}", dtype=getattr(torch, cfg.save_dtype),
-                       metadata={"step": step})
+            raise SystemExit(f"[partdisc] {exc} at step {ctx.step}. {where}; "
+                             "lower --lr or check the data, then rerun with --resume.") from None
+        ctx.step += 1
+        ctx.meter.update(losses, images.shape[0] * world)
+        last = schedule.finished(ctx.step)
+        for action in actions:
+            action.maybe_run(ctx, last)
+        bar.update(ctx, schedule)
     bar.close()
-    if main and (val is None or best is None):
-        save_model(model, out, dtype=getattr(torch, cfg.save_dtype), metadata={"step": step})
+    if main and ctx.best is None:
+        save_model(model, out, dtype=getattr(torch, cfg.save_dtype), metadata={"step": ctx.step})
     if world > 1:
         dist.barrier()
         dist.destroy_process_group()
     return out
+
+
+__all__ = ["TrainStep", "train_step", "train", "NonFiniteLoss", "use_autocast", "cpu_has_native_bf16"]

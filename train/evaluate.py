@@ -20,15 +20,13 @@ import argparse
 import json
 import math
 import os
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent
-sys.path[:0] = [str(ROOT.parent)]  # the repository root
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 ORDER = ("nme", "nme_mean_shape", "nmi", "ari", "fg_nmi", "fg_ari", "dense_nmi", "dense_ari", "dense_fg_nmi",
-         "dense_fg_ari", "num_fit", "num_test")
+         "dense_fg_ari", "psnr", "swap_transfer", "g_cosine", "g_cosine_max", "num_fit", "num_test", "num_recon")
+UNITS = {"psnr": " dB", "swap_transfer": "", "g_cosine": "", "g_cosine_max": ""}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -55,6 +53,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--workers", type=int, default=0, help="data loader worker processes")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps ...")
+    p.add_argument("--recon", action="store_true",
+                   help="also measure the decoder: reconstruction PSNR, swap transfer and G cosine on the test "
+                        "images (partdisc_core/fidelity.py)")
     p.add_argument("--json", help="write the results to this JSON file")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     args = p.parse_args(argv)
@@ -71,34 +72,33 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def _options(pairs: list[str]) -> dict:
+    """``--option KEY=VALUE`` pairs as a dict (values as JSON where they parse, else text)."""
+    from partdisc_core.config import parse_value, split_override
+
     out = {}
     for pair in pairs:
-        if "=" not in pair:
-            raise SystemExit(f"error: --option expects KEY=VALUE, got {pair!r}")
-        key, value = pair.split("=", 1)
         try:
-            out[key.strip()] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key.strip()] = value
+            key, value = split_override(pair)
+        except ValueError as exc:
+            raise SystemExit(f"error: --option: {exc}")
+        out[key] = parse_value(value, None)
     return out
 
 
 def build_datasets(args, image_size: int):
     """(fit dataset or None, test dataset, description)."""
     from partdisc_core.data import build_dataset
-    from partdisc_core.data.landmarks import LandmarksDataset
+    from partdisc_core.data.landmarks import LandmarksDataset, split_landmarks
 
     if args.fit:
         return (LandmarksDataset(args.fit, image_size), LandmarksDataset(args.test, image_size),
                 {"fit": args.fit, "test": args.test})
     if args.data:
-        full = LandmarksDataset(args.data, image_size)
-        n = len(full)
-        if not 0 < args.split_fit < n:
-            raise SystemExit(f"error: --split-fit must be between 1 and {n - 1} for {args.data} ({n} images)")
-        return (LandmarksDataset(args.data, image_size, indices=range(args.split_fit)),
-                LandmarksDataset(args.data, image_size, indices=range(args.split_fit, n)),
-                {"data": args.data, "split_fit": args.split_fit})
+        try:
+            fit, test = split_landmarks(args.data, image_size, args.split_fit)
+        except ValueError as exc:
+            raise SystemExit(f"error: --split-fit: {exc}")
+        return fit, test, {"data": args.data, "split_fit": args.split_fit}
     opts = _options(args.option)
     test = build_dataset(args.dataset, args.data_root, split=args.test_split, image_size=image_size, **opts)
     probe = test[0]
@@ -120,7 +120,7 @@ def format_table(results: dict) -> str:
     for k in keys:
         v = results[k]
         if isinstance(v, float):
-            text = f"{v:8.2f}" + (" %" if not k.startswith("num") else "")
+            text = f"{v:8.2f}" + (UNITS.get(k, " %") if not k.startswith("num") else "")
         else:
             text = f"{v:>8}"
         lines.append(f"  {k:<{width}}  {text}")
@@ -154,6 +154,10 @@ def main(argv=None) -> dict:
     test = limit_dataset(test, args.num_test)
     results = evaluate(model, test, fit, batch_size=args.batch_size, rotate=args.rotate, ridge=args.ridge,
                        num_workers=args.workers, fill=args.fill, progress=not args.no_progress)
+    if args.recon:
+        from partdisc_core.fidelity import reconstruction_metrics
+
+        results.update(reconstruction_metrics(model, test, batch_size=args.batch_size))
     ckpt = str(args.checkpoint) if args.checkpoint else "shipped (partdisc_core.DEFAULT_CHECKPOINT)"
     print(f"checkpoint: {ckpt}   K = {model.cfg.num_parts}   rotate = {args.rotate:g} deg")
     print(format_table(results))

@@ -25,9 +25,9 @@ import os
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent
-sys.path[:0] = [str(ROOT.parent)]  # the repository root
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from partdisc_core.labelmaps import centroid_header, centroid_row, save_label_png  # noqa: E402  (the format, shared with the demo)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -71,24 +71,6 @@ def output_names(files: list[Path], root: Path) -> dict[Path, Path]:
     return out
 
 
-def save_label_png(labels, num_parts: int, path: Path) -> None:
-    """(H, W) labels 0..K as a palette PNG with the viz colours (background = index K, last)."""
-    import numpy as np
-    from PIL import Image
-
-    from partdisc_core.viz import part_colors
-
-    if num_parts + 1 > 256:
-        raise ValueError("a palette PNG holds at most 256 labels")
-    arr = np.ascontiguousarray(labels, dtype=np.uint8)
-    im = Image.frombytes("P", (arr.shape[1], arr.shape[0]), arr.tobytes())
-    im.putpalette(part_colors(num_parts).reshape(-1).tolist())
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    im.save(tmp, format="PNG")
-    os.replace(tmp, path)
-
-
 def main(argv=None) -> dict:
     args = parse_args(argv)
     import torch
@@ -96,7 +78,6 @@ def main(argv=None) -> dict:
 
     from partdisc_core import CheckpointError, ImageInputError, load_model
     from partdisc_core.inputs import read_image, to_image_tensors
-    from partdisc_core.metrics import soft_centroids
 
     device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     try:
@@ -121,7 +102,7 @@ def main(argv=None) -> dict:
     bar = tqdm(total=len(files), desc="exporting", unit="img", dynamic_ncols=True, disable=args.no_progress)
     with open(csv_path, "w", newline="") as fh:
         writer = csv.writer(fh)
-        writer.writerow(["image", "width", "height"] + [f"part{i}_{c}" for i in range(1, k + 1) for c in "xy"])
+        writer.writerow(centroid_header(k))
         for start in range(0, len(files), args.batch_size):
             chunk = files[start:start + args.batch_size]
             images, ok = [], []
@@ -140,9 +121,7 @@ def main(argv=None) -> dict:
                 for f, maps in zip(ok, maps_list):
                     labels = maps.argmax(0).to(torch.uint8).cpu().numpy()
                     save_label_png(labels, k, out / names[f])
-                    cen = soft_centroids(maps[None, :k].float())[0].cpu().reshape(-1).tolist()
-                    h, w = labels.shape
-                    writer.writerow([f.relative_to(base).as_posix(), w, h] + [f"{v:.3f}" for v in cen])
+                    writer.writerow(centroid_row(f.relative_to(base).as_posix(), maps, k))
                     written += 1
             bar.update(len(chunk))
     bar.close()

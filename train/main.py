@@ -11,14 +11,10 @@ See ``python train/main.py --help`` for every option; the resolved configuration
 """
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parent
-sys.path[:0] = [str(ROOT), str(ROOT.parent)]  # train/ and the repository root
-
-from engine import train  # noqa: E402
-from options import resolve_config  # noqa: E402
+# train/ is on sys.path as the script's folder; partdisc_core comes from the installed package
+# (scripts/setup_env.sh installs it editable: pip install -e .).
+from engine import train
+from options import resolve_config
 
 
 def main(argv: list[str] | None = None) -> None:

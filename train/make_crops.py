@@ -11,16 +11,13 @@ from __future__ import annotations
 
 import argparse
 import csv
-import sys
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from partdisc_core.data.landmarks import read_landmarks_csv  # noqa: E402
-from partdisc_core.inputs import read_image  # noqa: E402
+from partdisc_core.data.landmarks import read_landmarks_csv
+from partdisc_core.inputs import read_image
 
 HEADER = ["image", "lefteye_x", "lefteye_y", "righteye_x", "righteye_y", "nose_x", "nose_y",
           "leftmouth_x", "leftmouth_y", "rightmouth_x", "rightmouth_y"]

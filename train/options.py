@@ -7,16 +7,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from partdisc_core import PartDiscConfig, apply_overrides  # noqa: E402
-from partdisc_core.config import parse_value  # noqa: E402
-from partdisc_core.augment import AugmentConfig  # noqa: E402
+from partdisc_core import PartDiscConfig, apply_overrides
+from partdisc_core.config import parse_value, split_override
+from partdisc_core.augment import AugmentConfig
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 
@@ -32,8 +29,21 @@ class TrainConfig:
     val_fit: int = 300
     val_max: int = 500
     select_metric: str = "nmi"
+    val_recon: bool = True
+    """Also measure reconstruction PSNR, swap transfer and G cosine at each validation (logged in
+    val.jsonl; ``select_metric`` may name one of them)."""
     batch_size: int = 32
     max_steps: int = 2000
+    max_minutes: float = 0.0
+    """Time budget: stop after this many minutes of training (0: none), then validate and save. The
+    learning-rate schedule follows the larger of step and time progress, so it always ends decayed."""
+    trainable: str = "all"
+    """Which parts of the model train: "all", or comma-separated module names (e.g. "decoder" to
+    refine the reconstructions of a trained model while its parts V and G stay exactly as they are;
+    the others are frozen, their BatchNorm statistics too)."""
+    init_from: str = ""
+    """Start from the weights of this checkpoint (folder, file, hub id, or "shipped"), with a fresh
+    optimiser: fine-tuning, or continuing a model across sessions. Ignored when resuming a saved state."""
     lr: float = 5e-4
     betas: tuple[float, float] = (0.9, 0.95)
     weight_decay: float = 0.05
@@ -45,8 +55,9 @@ class TrainConfig:
     num_workers: int = 2
     device: str = "auto"
     amp: bool = True
-    """bf16 autocast on CUDA (ignored on CPU unless ``amp_cpu``)."""
+    """bf16 autocast where it is native: on CUDA, and on CPUs with AVX512-BF16 or AMX."""
     amp_cpu: bool = False
+    """Force bf16 autocast on any CPU (slow where bf16 is emulated)."""
     channels_last: bool = False
     compile: bool = False
     seed: int = 0
@@ -109,9 +120,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--val-root", help="landmarks folder used for model selection (never the test split)")
     p.add_argument("--val-fit", type=int, help="images of --val-root that fit the landmark regressor")
     p.add_argument("--num-parts", type=int, help="K, the number of foreground parts")
-    p.add_argument("--encoder", choices=["resnet", "dino"], help="feature-map encoder")
+    p.add_argument("--encoder", choices=["resnet", "dino", "mobilenetv2"], help="feature-map encoder")
     p.add_argument("--batch-size", type=int)
     p.add_argument("--max-steps", type=int)
+    p.add_argument("--max-minutes", type=float, help="time budget: train this long (or --max-steps), then "
+                                                     "validate, save and exit; the lr schedule follows the budget")
+    p.add_argument("--init-from", metavar="CHECKPOINT",
+                   help="start from a checkpoint's weights (folder, file, hub id or 'shipped') with a fresh optimiser")
     p.add_argument("--lr", type=float)
     p.add_argument("--num-workers", type=int)
     p.add_argument("--device", help="auto, cpu, cuda, cuda:1 ...")
@@ -123,23 +138,43 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sample-every", type=int)
     p.add_argument("--log-every", type=int)
     p.add_argument("--compile", action="store_true", default=None, help="torch.compile the model")
-    p.add_argument("--no-amp", action="store_true", help="no bf16 autocast on CUDA")
+    p.add_argument("--no-amp", action="store_true", help="no bf16 autocast (float32 everywhere)")
+    p.add_argument("--set", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="override any setting with dotted keys, e.g. --set model.tau=0.5 augment.zoom=0.9,1.45 "
+                        "weight_decay=0.0")
     p.add_argument("--model", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a model hyperparameter, e.g. --model tau=0.5 --model perceptual_net=mobilenetv2")
+                   help="alias of --set model.KEY=VALUE (a model hyperparameter, PartDiscConfig)")
     p.add_argument("--augment", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a paired-view setting, e.g. --augment zoom=1.0,1.5")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override any other training setting, e.g. --set weight_decay=0.0")
+                   help="alias of --set augment.KEY=VALUE (a paired-view setting, AugmentConfig)")
     return p
 
 
-def _parse_like(text: str, like: Any) -> Any:
-    """A command-line string as the type of ``like`` (dicts as JSON, None-valued settings as text)."""
-    if isinstance(like, dict):
-        return json.loads(text)
-    if like is None:
-        return None if text.lower() == "none" else text
-    return parse_value(text, tuple(like) if isinstance(like, list) else like)
+def apply_settings(cfg: TrainConfig, items: list[str]) -> TrainConfig:
+    """Apply dotted ``KEY=VALUE`` overrides (``model.tau=0.5``, ``augment.zoom=0.9,1.45``,
+    ``weight_decay=0.0``) to a training config, each value parsed as the type of the setting."""
+    model_items = []
+    for item in items:
+        try:
+            key, value = split_override(item)
+        except ValueError as exc:
+            raise SystemExit(f"--set: {exc}")
+        section, _, name = key.rpartition(".")
+        if section == "model":
+            model_items.append(f"{name}={value}")
+        elif section == "augment":
+            if name not in {f.name for f in fields(cfg.augment)}:
+                raise SystemExit(f"unknown augment setting {name!r}")
+            setattr(cfg.augment, name, parse_value(value, getattr(cfg.augment, name)))
+        elif section or name not in {f.name for f in fields(cfg)} or name in ("model", "augment"):
+            raise SystemExit(f"unknown training setting {key!r}")
+        else:
+            setattr(cfg, name, parse_value(value, getattr(cfg, name)))
+    if model_items:
+        try:
+            cfg.model = apply_overrides(cfg.model, model_items)
+        except ValueError as exc:
+            raise SystemExit(f"--set: {exc}")
+    return cfg
 
 
 def resolve_config(argv: list[str] | None = None) -> TrainConfig:
@@ -155,7 +190,7 @@ def resolve_config(argv: list[str] | None = None) -> TrainConfig:
     if args.resume and args.out and (Path(args.out) / "train_config.json").is_file() and not args.config:
         cfg = TrainConfig.from_json(Path(args.out) / "train_config.json")
     simple = {"dataset": "dataset", "val_root": "val_root", "val_fit": "val_fit", "batch_size": "batch_size",
-              "max_steps": "max_steps", "lr": "lr", "num_workers": "num_workers", "device": "device", "out": "out",
+              "max_steps": "max_steps", "max_minutes": "max_minutes", "init_from": "init_from", "lr": "lr", "num_workers": "num_workers", "device": "device", "out": "out",
               "seed": "seed", "save_every": "save_every", "eval_every": "eval_every",
               "sample_every": "sample_every", "log_every": "log_every", "compile": "compile"}
     for arg, key in simple.items():
@@ -167,27 +202,23 @@ def resolve_config(argv: list[str] | None = None) -> TrainConfig:
     if args.resume:
         cfg.resume = True
     if args.no_amp:
-        cfg.amp = False
+        cfg.amp = cfg.amp_cpu = False
+    if cfg.init_from == "shipped":
+        from partdisc_core.checkpoint import DEFAULT_CHECKPOINT
+
+        cfg.init_from = str(DEFAULT_CHECKPOINT)
+    if cfg.max_minutes < 0:
+        raise SystemExit("--max-minutes must be >= 0")
     model_over = list(args.model)
     if args.num_parts is not None:
         model_over.append(f"num_parts={args.num_parts}")
     if args.encoder is not None:
-        if args.encoder == "dino" and cfg.model.encoder != "dino":
-            cfg.model = PartDiscConfig.preset("dino", **{k: v for k, v in cfg.model.to_dict().items()
+        if args.encoder != "resnet" and cfg.model.encoder != args.encoder:
+            cfg.model = PartDiscConfig.preset(args.encoder, **{k: v for k, v in cfg.model.to_dict().items()
                                                          if k not in ("encoder", "encoder_image_size", "lambda_con")})
         model_over.append(f"encoder={args.encoder}")
-    cfg.model = apply_overrides(cfg.model, model_over)
-    for item in args.augment:
-        key, value = item.split("=", 1)
-        if not hasattr(cfg.augment, key):
-            raise SystemExit(f"unknown augment setting {key!r}")
-        setattr(cfg.augment, key, _parse_like(value, getattr(cfg.augment, key)))
-    for item in args.set:
-        key, value = item.split("=", 1)
-        if key not in {f.name for f in fields(cfg)} or key in ("model", "augment"):
-            raise SystemExit(f"unknown training setting {key!r}")
-        setattr(cfg, key, _parse_like(value, getattr(cfg, key)))
-    return cfg
+    items = [f"model.{m}" for m in model_over] + [f"augment.{a}" for a in args.augment] + list(args.set)
+    return apply_settings(cfg, items)
 
 
 __all__ = ["TrainConfig", "resolve_config", "build_parser"]

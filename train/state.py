@@ -54,6 +54,39 @@ def find_state(out: Path) -> Path | None:
     return None
 
 
+ARCHITECTURE_KEYS = ("num_parts", "num_classes", "encoder", "resnet_cut", "dino_model", "dino_head_kernel",
+                     "encoder_head_width", "image_size", "feature_dim", "patch_size", "width", "depth", "heads",
+                     "mlp_dim", "decoder_channels", "decoder_final_kernel")
+"""Config fields that decide the shapes of the trained weights."""
+
+
+def init_from_checkpoint(model, source) -> dict:
+    """Copy the weights of a checkpoint (folder, ``.safetensors`` file, hub id, the shipped model)
+    into ``model``; the optimiser is not touched (a fresh start from those weights). A checkpoint
+    of another architecture raises :class:`partdisc_core.CheckpointError` naming the differences.
+    Returns the checkpoint's metadata."""
+    from partdisc_core import CheckpointError
+
+    cfg, weights, meta = read_checkpoint(source)
+    theirs, ours = cfg.to_dict(), model.cfg.to_dict()
+    diff = {k: (theirs.get(k), ours.get(k)) for k in ARCHITECTURE_KEYS if theirs.get(k) != ours.get(k)}
+    if diff:
+        text = ", ".join(f"{k}: {a!r} in the checkpoint, {b!r} here" for k, (a, b) in diff.items())
+        raise CheckpointError(f"--init-from {source}: another architecture ({text})")
+    own = model.state_dict()
+    frozen = ("encoder.backbone.",) if model.cfg.encoder == "dino" else ()
+    missing = [k for k in own if k not in weights and not k.startswith(frozen or ("\0",))]
+    unexpected = [k for k in weights if k not in own]
+    shapes = [k for k in weights if k in own and weights[k].shape != own[k].shape]
+    if missing or unexpected or shapes:
+        raise CheckpointError(f"--init-from {source}: weights do not fit this model (missing {missing[:3]}, "
+                              f"unexpected {unexpected[:3]}, other shapes {shapes[:3]})")
+    with torch.no_grad():
+        for name, tensor in weights.items():
+            own[name].copy_(tensor.to(own[name].dtype))
+    return meta
+
+
 def load_state(folder: Path, model, optimizer: torch.optim.Optimizer) -> dict:
     _, weights, _ = read_checkpoint(folder)
     missing, unexpected = model.load_state_dict(weights, strict=False)

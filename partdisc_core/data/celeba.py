@@ -23,8 +23,7 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from . import register_dataset
-from .common import landmark_item
-from .layout import check_split, find_path, read_rows
+from .common import check_split, find_path, landmark_item, read_rows
 
 
 def read_celeba_points(path: Path) -> tuple[list[str], np.ndarray]:

@@ -23,8 +23,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from ..inputs import resize_tensor
 from . import register_dataset
-from .layout import check_split, crop_box, every_nth, find_path, load_tensor, read_rows, resize_image
+from .common import check_split, crop_box, every_nth, find_path, load_tensor, read_rows
 
 NUM_KEYPOINTS = 15
 
@@ -88,7 +89,7 @@ class CUBDataset(Dataset):
         vis = torch.from_numpy(self.visible[index].copy())
         pts = (torch.from_numpy(self.points[index].copy()) - torch.tensor([x0, y0])) * torch.tensor([s / cw, s / ch])
         pts = torch.where(vis[:, None], pts, torch.zeros_like(pts))
-        return {"image": resize_image(crop, s), "landmarks": pts.float(), "visible": vis,
+        return {"image": resize_tensor(crop, s), "landmarks": pts.float(), "visible": vis,
                 "nme_norm": torch.tensor(float(s)), "class_id": self.labels[i] - 1, "path": str(path)}
 
 

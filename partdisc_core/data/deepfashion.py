@@ -23,7 +23,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from . import register_dataset
-from .layout import check_split, every_nth, letterbox, letterbox_mask, load_tensor
+from .common import check_split, every_nth, letterbox, letterbox_mask, load_tensor
 
 # The 16 RGB colours of the parsing masks (index 0 = background).
 PART_COLORS = np.array([

@@ -60,6 +60,20 @@ class LandmarksDataset(Dataset):
         return landmark_item(self.root / self.names[index], self.points[index], self.image_size)
 
 
+def split_landmarks(root, image_size: int, num_fit: int, max_images: int | None = None
+                    ) -> tuple[LandmarksDataset, LandmarksDataset]:
+    """A landmarks folder split in file order: the first ``num_fit`` images fit the landmark
+    regressor, the rest (up to ``max_images`` in all) are measured. The one split used by training's
+    validation and by ``train/evaluate.py --data DIR --split-fit N``."""
+    n = len(LandmarksDataset(root, image_size))
+    if max_images is not None:
+        n = min(n, int(max_images))
+    if not 0 < num_fit < n:
+        raise ValueError(f"the fit split must hold between 1 and {n - 1} of the {n} images of {root}, got {num_fit}")
+    return (LandmarksDataset(root, image_size, indices=range(num_fit)),
+            LandmarksDataset(root, image_size, indices=range(num_fit, n)))
+
+
 @register_dataset("landmarks")
 def build_landmarks(root=None, split: str = "train", image_size: int = 128, indices=None,
                     holdout_percent: float = 0.0, **_: object) -> Dataset:

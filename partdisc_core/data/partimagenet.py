@@ -30,8 +30,9 @@ import numpy as np
 from PIL import Image, ImageDraw
 from torch.utils.data import Dataset
 
+from ..inputs import resize_tensor
 from . import register_dataset
-from .layout import check_split, every_nth, load_tensor, read_rows, resize_image, resize_mask
+from .common import check_split, every_nth, load_tensor, read_rows, resize_mask
 
 
 def rasterize(annotations: list[dict], category_index: dict[int, int], height: int, width: int) -> np.ndarray:
@@ -124,7 +125,7 @@ class PartImageNetDataset(Dataset):
         h, w = image.shape[-2:]
         mask = rasterize(self.by_image.get(int(info["id"]), []), self.category_index, h, w)
         s = self.image_size
-        return {"image": resize_image(image, s), "mask": resize_mask(mask, s), "class_id": int(class_id),
+        return {"image": resize_tensor(image, s), "mask": resize_mask(mask, s), "class_id": int(class_id),
                 "path": str(path)}
 
 

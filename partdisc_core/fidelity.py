@@ -1,0 +1,105 @@
+"""How faithful the decoder's images are: reconstruction PSNR, swap transfer and how image-specific
+the part representations G are. Not metrics of the paper, which judges reconstructions by eye
+(Fig. 11); they make "the reconstruction looks like the face" and "swapping parts moves them"
+measurable for every checkpoint (``train/evaluate.py --recon``).
+
+* PSNR: plain reconstruction (each image's own F and G) against the image at the model's
+  ``image_size``, in [0, 1], per image, then averaged.
+* Swap transfer: image i is paired with image (i + N/2) mod N. With every foreground part swapped
+  (A takes B's G_1..G_K), for each part k present in both, ``1 - |m(swapA, A_k) - m(recB, B_k)| /
+  |m(recA, A_k) - m(recB, B_k)|``, where m(x, R) is the mean RGB colour of image x over region R and
+  A_k, B_k are the argmax regions of part k in A and in B; 1 means part k of A now has B's colour,
+  0 that it kept its own. Averaged over regions whose two reconstructions differ by more than
+  ``min_distance`` (RGB distance in [0, 1] units).
+* G cosine: mean cosine similarity between G_k of two different images, per part (near 1: G hardly
+  depends on the image, so swaps cannot change anything).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+__all__ = ["reconstruction_metrics", "psnr", "region_means", "swap_transfer"]
+
+
+def psnr(recon: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Per-image PSNR in dB of images (B, 3, H, W) in [0, 1]."""
+    mse = (recon.float() - target.float()).pow(2).mean(dim=(1, 2, 3)).clamp_min(1e-10)
+    return 10.0 * torch.log10(1.0 / mse)
+
+
+def region_means(images: torch.Tensor, labels: torch.Tensor, num_labels: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean colour of each labelled region: images (B, 3, H, W), labels (B, H, W) in [0, num_labels)
+    -> means (B, num_labels, 3) and pixel counts (B, num_labels)."""
+    onehot = torch.nn.functional.one_hot(labels.long(), num_labels).to(images.dtype)  # (B, H, W, L)
+    counts = onehot.sum(dim=(1, 2))
+    sums = torch.einsum("bhwl,bchw->blc", onehot, images)
+    return sums / counts.clamp_min(1).unsqueeze(-1), counts
+
+
+def swap_transfer(swapped_a: torch.Tensor, recon_a: torch.Tensor, recon_b: torch.Tensor, labels_a: torch.Tensor,
+                  labels_b: torch.Tensor, num_parts: int, min_distance: float = 0.02) -> tuple[float, int]:
+    """The swap transfer over a batch of pairs (see the module docstring): (mean, regions counted)."""
+    swap_m, count_a = region_means(swapped_a, labels_a, num_parts + 1)
+    rec_a, _ = region_means(recon_a, labels_a, num_parts + 1)
+    rec_b, count_b = region_means(recon_b, labels_b, num_parts + 1)
+    fg = slice(0, num_parts)  # the background is never swapped
+    gap = (rec_a - rec_b).norm(dim=-1)[:, fg]
+    moved = (swap_m - rec_b).norm(dim=-1)[:, fg]
+    valid = (count_a[:, fg] > 0) & (count_b[:, fg] > 0) & (gap > min_distance)
+    if not valid.any():
+        return float("nan"), 0
+    score = 1.0 - moved[valid] / gap[valid]
+    return float(score.mean()), int(valid.sum())
+
+
+@torch.no_grad()
+def reconstruction_metrics(model, dataset: Dataset, batch_size: int = 32, num_images: int | None = None) -> dict:
+    """PSNR (dB), swap transfer and G cosine of ``model`` on the images of ``dataset`` (dicts with an
+    ``image`` in [0, 1]); see the module docstring. Needs at least two images."""
+    was_training = model.training
+    model.eval()
+    try:
+        loader = DataLoader(dataset, batch_size=batch_size, shuffle=False,
+                            collate_fn=lambda items: torch.stack([it["image"] for it in items]))
+        feats, parts, targets, labels, psnrs = [], [], [], [], []
+        size = model.cfg.image_size
+        for images in loader:
+            if num_images is not None and sum(len(t) for t in targets) >= num_images:
+                break
+            batch = model._resize(images.to(model.device), model.cfg.input_size)
+            f, g = model._encode_batch(batch, None)
+            recon = model.render(f, g)
+            target = model._resize(batch, size).clamp(0, 1)
+            psnrs.append(psnr(recon, target).cpu())
+            pred = model.predict(batch, return_attention=False, output_size=size)
+            feats.append(f.cpu())
+            parts.append(g.cpu())
+            targets.append(recon.cpu())
+            labels.append(pred.labels.cpu())
+        feats, parts = torch.cat(feats)[:num_images], torch.cat(parts)[:num_images]
+        recons, labels = torch.cat(targets)[:num_images], torch.cat(labels)[:num_images]
+        n = len(parts)
+        if n < 2:
+            raise ValueError("reconstruction metrics need at least two images")
+        k = model.cfg.num_parts
+        other = (torch.arange(n) + n // 2) % n
+        swapped = parts.clone()
+        swapped[:, :k] = parts[other, :k]
+        scores, weights = [], []
+        for start in range(0, n, batch_size):
+            sl = slice(start, start + batch_size)
+            swap_img = model.render(feats[sl].to(model.device), swapped[sl].to(model.device)).cpu()
+            score, count = swap_transfer(swap_img, recons[sl], recons[other[sl]], labels[sl], labels[other[sl]], k)
+            if count:
+                scores.append(score * count)
+                weights.append(count)
+        unit = torch.nn.functional.normalize(parts[:, :k], dim=-1)
+        cosine = (unit * unit[other]).sum(-1).mean(0)  # (K,)
+    finally:
+        model.train(was_training)
+    transfer = sum(scores) / sum(weights) if weights else math.nan
+    return {"psnr": float(torch.cat(psnrs)[:n].mean()), "swap_transfer": transfer,
+            "g_cosine": float(cosine.mean()), "g_cosine_max": float(cosine.max()), "num_recon": n}
