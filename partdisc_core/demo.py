@@ -145,6 +145,19 @@ def _view(path: Any, crop: bool, key: tuple | None = None) -> tuple[View, list[s
 _cached_view = functools.lru_cache(maxsize=32)(_view)
 
 
+def load_pair(path_a: Any, path_b: Any, crop: bool = True) -> list[tuple[View, list[str]]]:
+    """The two faces of a swap or a morph as views (with their notes); errors name the image."""
+    if path_a is None or path_b is None:
+        raise DemoInputError("Please give two images (A and B).")
+    views = []
+    for name, path in (("A", path_a), ("B", path_b)):
+        try:
+            views.append(load_view(path, crop))
+        except DemoInputError as exc:
+            raise DemoInputError(f"Image {name}: {exc}") from exc
+    return views
+
+
 def parse_parts(parts: Any, num_parts: int) -> list[int]:
     """Part numbers 1..K from a list of ints / strings ("3", "part 3") or a string "parts 1, 2"."""
     if parts is None:
@@ -254,15 +267,7 @@ class PartDiscDemo:
         """Reconstruct faces A and B with the chosen parts' representations G_k exchanged."""
         k = self.num_parts
         chosen = parse_parts(parts, k)
-        if path_a is None or path_b is None:
-            raise DemoInputError("Please give two images (A and B).")
-        views = []
-        for name, path in (("A", path_a), ("B", path_b)):
-            try:
-                views.append(load_view(path, crop))
-            except DemoInputError as exc:
-                raise DemoInputError(f"Image {name}: {exc}") from exc
-        (view_a, notes_a), (view_b, notes_b) = views
+        (view_a, notes_a), (view_b, notes_b) = load_pair(path_a, path_b, crop)
         start = time.perf_counter()
         if chosen:
             res = self.model.swap_parts(view_a.image, view_b.image, parts=chosen)

@@ -29,7 +29,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from . import viz
-from .demo import DemoInputError, _resize, load_image, load_view, parse_parts, titled_grid, with_legend
+from .demo import DemoInputError, _resize, load_image, load_pair, load_view, parse_parts, titled_grid, with_legend
 from .inputs import to_uint8
 from .labelmaps import centroid_header, centroid_row, label_png
 from .media import MAX_VIDEO_SECONDS, MediaInputError, Mp4Writer, VideoReader, even_size, write_gif
@@ -320,15 +320,7 @@ def morph(model, path_a: Any, path_b: Any, folder, parts: Any = None, t: float =
     k = model.num_parts
     chosen = parse_parts(parts, k)
     t = check_t(t)
-    if path_a is None or path_b is None:
-        raise DemoInputError("Please give two images (A and B).")
-    views = []
-    for label, p in (("A", path_a), ("B", path_b)):
-        try:
-            views.append(load_view(p, crop))
-        except DemoInputError as exc:
-            raise DemoInputError(f"Image {label}: {exc}") from None
-    (view_a, _), (view_b, _) = views
+    (view_a, _), (view_b, _) = load_pair(path_a, path_b, crop)
     ts = np.linspace(0.0, 1.0, steps).tolist() + [t]
     start = time.perf_counter()
     if chosen:
