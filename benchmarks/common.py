@@ -22,14 +22,11 @@ from partdisc_core import PartDiscConfig, PartDiscModel, load_model  # noqa: E40
 from partdisc_core.augment import PairedViews  # noqa: E402
 from partdisc_core.checkpoint import DEFAULT_CHECKPOINT  # noqa: E402
 from partdisc_core.inputs import portrait, resize_tensor  # noqa: E402
+from partdisc_core.model import CPU_BF16_PROBES  # noqa: E402
 from partdisc_core.testing import TINY  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 """The repository root (train/configs, and ../shared/data next to it)."""
-
-CPU_BF16_PROBES = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
-"""PyTorch's (private) detectors of bf16 in CPU hardware; absent in some torch versions."""
-
 
 # --- timing --------------------------------------------------------------------------------------
 def sync(device: torch.device) -> None:
@@ -103,12 +100,6 @@ def precision(model, dtype: torch.dtype):
 
 
 # --- the machine ---------------------------------------------------------------------------------
-def native_cpu_bf16() -> bool:
-    """CPUs with bf16 in hardware (AVX512-BF16, AMX): the CPU "opt" training mode uses bf16 there,
-    as ``train/main.py`` does by default."""
-    return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in CPU_BF16_PROBES)
-
-
 def _cpu_description() -> dict:
     """The CPU's model name and its bf16-relevant flags, from /proc/cpuinfo where there is one."""
     try:

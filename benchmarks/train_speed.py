@@ -13,30 +13,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
+import torch
+from common import machine_info  # the benchmarks' one description of the machine
+
 REPO = Path(__file__).resolve().parent.parent
-
-
-def cpu_description() -> dict:
-    info = {"machine": platform.machine(), "cores": os.cpu_count()}
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return info
-    for line in text.splitlines():
-        if line.startswith("model name"):
-            info["model"] = line.split(":", 1)[1].strip()
-        if line.startswith("flags"):
-            flags = set(line.split(":", 1)[1].split())
-            info["bf16_flags"] = sorted(f for f in flags if "bf16" in f or f.startswith("amx"))
-            break
-    return info
 
 
 def run_once(tree: Path, args, out: Path) -> list[float]:
@@ -66,8 +52,8 @@ def main(argv=None) -> dict:
     p.add_argument("--json", help="write the figures here")
     p.add_argument("extra", nargs="*", help="more train/main.py arguments for both runs (after --)")
     args = p.parse_args(argv)
-    results: dict = {"cpu": cpu_description(), "ref": args.ref, "config": args.config, "steps": args.steps,
-                     "threads": args.threads, "runs": {"ref": [], "head": []}}
+    results: dict = {"machine": machine_info(torch.device("cpu")), "ref": args.ref, "config": args.config,
+                     "steps": args.steps, "threads": args.threads, "runs": {"ref": [], "head": []}}
     with tempfile.TemporaryDirectory(prefix="partdisc-speed-") as tmp:
         old = Path(tmp) / "ref"
         subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", str(old), args.ref], check=True,
@@ -82,7 +68,7 @@ def main(argv=None) -> dict:
             subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(old)], capture_output=True)
     ref, head = (statistics.median(results["runs"][k]) for k in ("ref", "head"))
     results.update(ref_images_per_s=ref, head_images_per_s=head, ratio=head / ref)
-    print(f"{results['cpu'].get('model', '?')} ({args.threads} threads): {args.ref} {ref:.1f} images/s, "
+    print(f"{results['machine']['cpu']} ({args.threads} threads): {args.ref} {ref:.1f} images/s, "
           f"this tree {head:.1f} images/s: {head / ref:.2f}x")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n")

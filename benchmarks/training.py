@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import torch
 
-from common import (dino_config, faces_configs, native_cpu_bf16, paired_views, peak_gib, per_second,
+from common import (dino_config, faces_configs, paired_views, peak_gib, per_second,
                     reset_peak, resnet_config, test_images, tf32, time_calls)
 from partdisc_core import PartDiscLoss, PartDiscModel
+from partdisc_core.model import cpu_has_native_bf16
 
 MODES = ("fp32", "opt")
 
@@ -38,7 +39,7 @@ def train_once(cfg, device: torch.device, batch: int, steps: int, warmup: int, m
     opt = mode == "opt"
     reset_peak(device)
     model, criterion, optimizer, (views1, views2) = _setup(cfg, device, batch, opt, args)
-    amp = opt and (device.type == "cuda" or args.cpu_bf16_train or native_cpu_bf16())
+    amp = opt and (device.type == "cuda" or args.cpu_bf16_train or cpu_has_native_bf16())
     if opt and args.compile:
         model.compile()
         criterion.compile()

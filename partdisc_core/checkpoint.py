@@ -45,6 +45,11 @@ def _frozen_prefixes(model: PartDiscModel) -> tuple[str, ...]:
     return ("encoder.backbone.",) if model.cfg.encoder == "dino" else ()
 
 
+def _includes_frozen(meta: dict[str, str]) -> bool:
+    """Whether a checkpoint's metadata says its frozen backbone weights were saved with it."""
+    return meta.get("includes_frozen", "False") == "True"
+
+
 def _atomic_write(path: Path, write) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -141,6 +146,32 @@ def read_checkpoint(source: str | Path | None = None, revision: str | None = Non
     return cfg, state, meta
 
 
+def load_weights(model: PartDiscModel, state: dict[str, torch.Tensor], meta: dict[str, str], problem: str) -> None:
+    """Copy a checkpoint's tensors (and its metadata ``meta``) into ``model`` after checking that they
+    fit it: every tensor present (the frozen DINO backbone may be left out unless the metadata says it
+    is included), none unknown, every shape the same; otherwise :class:`CheckpointError` starting
+    with ``problem`` and naming the tensors."""
+    own = model.state_dict()
+    skip = () if _includes_frozen(meta) else _frozen_prefixes(model)
+    expected = {k for k in own if not (skip and k.startswith(skip))}
+    missing = sorted(expected - set(state))
+    unexpected = sorted(set(state) - set(own))
+    mismatched = [k for k in set(state) & set(own) if tuple(state[k].shape) != tuple(own[k].shape)]
+    if missing or unexpected or mismatched:
+        parts = []
+        if missing:
+            parts.append(f"missing {len(missing)} tensors (e.g. {missing[:3]})")
+        if unexpected:
+            parts.append(f"unexpected {len(unexpected)} tensors (e.g. {unexpected[:3]})")
+        if mismatched:
+            parts.append("shape mismatch for " + ", ".join(
+                f"{k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}" for k in sorted(mismatched)[:3]))
+        raise CheckpointError(f"{problem}: " + "; ".join(parts))
+    with torch.no_grad():
+        for name, tensor in state.items():
+            own[name].copy_(tensor.to(own[name].dtype))
+
+
 def load_model(source: str | Path | None = None, device: str | torch.device = "cpu",
                revision: str | None = None, expect: PartDiscConfig | None = None,
                **config_overrides: Any) -> PartDiscModel:
@@ -157,34 +188,15 @@ def load_model(source: str | Path | None = None, device: str | torch.device = "c
         diff = {k: (v, getattr(cfg, k)) for k, v in expect.to_dict().items() if cfg.to_dict()[k] != v}
         if diff:
             raise CheckpointError(f"checkpoint config differs from the expected one: {diff}")
-    includes_frozen = meta.get("includes_frozen", "False") == "True"
-    build_cfg = cfg.replace(dino_weights="random") if (cfg.encoder == "dino" and includes_frozen) else cfg
+    build_cfg = cfg.replace(dino_weights="random") if (cfg.encoder == "dino" and _includes_frozen(meta)) else cfg
     if cfg.encoder == "mobilenetv2":
         # Its frozen backbone is in every such checkpoint (checked below as missing tensors): build it
         # from random weights, so loading never needs the ImageNet file (a plain pip install, offline).
         build_cfg = build_cfg.replace(mobilenet_weights="random")
     model = PartDiscModel(build_cfg)
     model.cfg = cfg
-    own = model.state_dict()
-    skip = () if includes_frozen else _frozen_prefixes(model)
-    expected = {k for k in own if not (skip and k.startswith(skip))}
-    missing = sorted(expected - set(state))
-    unexpected = sorted(set(state) - set(own))
-    mismatched = [k for k in set(state) & set(own) if tuple(state[k].shape) != tuple(own[k].shape)]
-    if missing or unexpected or mismatched:
-        parts = []
-        if missing:
-            parts.append(f"missing {len(missing)} tensors (e.g. {missing[:3]})")
-        if unexpected:
-            parts.append(f"unexpected {len(unexpected)} tensors (e.g. {unexpected[:3]})")
-        if mismatched:
-            parts.append("shape mismatch for " + ", ".join(
-                f"{k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}" for k in sorted(mismatched)[:3]))
-        raise CheckpointError("the weights do not fit the checkpoint's config (was it saved with another "
-                              "config or edited?): " + "; ".join(parts))
-    with torch.no_grad():
-        for name, tensor in state.items():
-            own[name].copy_(tensor.to(own[name].dtype))
+    load_weights(model, state, meta,
+                 "the weights do not fit the checkpoint's config (was it saved with another config or edited?)")
     return model.to(device).eval()
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
 __all__ = ["reconstruction_metrics", "psnr", "region_means", "swap_transfer"]
@@ -64,23 +65,24 @@ def reconstruction_metrics(model, dataset: Dataset, batch_size: int = 32, num_im
     try:
         loader = DataLoader(dataset, batch_size=batch_size, shuffle=False,
                             collate_fn=lambda items: torch.stack([it["image"] for it in items]))
-        feats, parts, targets, labels, psnrs = [], [], [], [], []
+        feats, parts, recons, labels, psnrs = [], [], [], [], []
         size = model.cfg.image_size
         for images in loader:
-            if num_images is not None and sum(len(t) for t in targets) >= num_images:
+            if num_images is not None and sum(len(r) for r in recons) >= num_images:
                 break
             batch = model._resize(images.to(model.device), model.cfg.input_size)
-            f, g = model._encode_batch(batch, None)
+            f, g = model._encode_batch(batch, None)  # one encoder pass gives the maps and the images
             recon = model.render(f, g)
-            target = model._resize(batch, size).clamp(0, 1)
-            psnrs.append(psnr(recon, target).cpu())
-            pred = model.predict(batch, return_attention=False, output_size=size)
+            psnrs.append(psnr(recon, model._resize(batch, size).clamp(0, 1)).cpu())
+            maps = model.maps_from_encoding(f, g)
+            if maps.shape[-1] != size:
+                maps = F.interpolate(maps, size=(size, size), mode="bilinear", align_corners=False)
             feats.append(f.cpu())
             parts.append(g.cpu())
-            targets.append(recon.cpu())
-            labels.append(pred.labels.cpu())
+            recons.append(recon.cpu())
+            labels.append(maps.max(dim=1).indices.cpu())
         feats, parts = torch.cat(feats)[:num_images], torch.cat(parts)[:num_images]
-        recons, labels = torch.cat(targets)[:num_images], torch.cat(labels)[:num_images]
+        recons, labels = torch.cat(recons)[:num_images], torch.cat(labels)[:num_images]
         n = len(parts)
         if n < 2:
             raise ValueError("reconstruction metrics need at least two images")

@@ -24,6 +24,16 @@ from .losses import ArcFace
 from .partformer import PartFormer
 
 
+CPU_BF16_PROBES = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+"""PyTorch's (private) detectors of bf16 arithmetic in CPU hardware; absent in some torch versions."""
+
+
+def cpu_has_native_bf16() -> bool:
+    """True on CPUs with bf16 arithmetic in hardware (AVX512-BF16 or AMX), where bf16 autocast pays
+    (training by default, inference on request); elsewhere bf16 is emulated and slow."""
+    return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in CPU_BF16_PROBES)
+
+
 def part_probabilities(parts: torch.Tensor, features: torch.Tensor, tau: float) -> torch.Tensor:
     """V (eq. 2): softmax over the K + 1 parts of tau * <G_k, F_ij>.  parts (B, K+1, C), features
     (B, C, H, W) -> (B, K+1, H, W), summing to 1 over parts at every pixel."""
@@ -192,12 +202,16 @@ class PartDiscModel(nn.Module):
             feats = self.features(x)
             parts, attn = self.part_representations(x, class_ids, return_attention)
         feats, parts = feats.float(), parts.float()
-        logits = torch.einsum("bkc,bchw->bkhw", parts, feats)
+        return self.maps_from_encoding(feats, parts), (attn.float() if attn is not None else None), parts
+
+    def maps_from_encoding(self, features: torch.Tensor, parts: torch.Tensor) -> torch.Tensor:
+        """V at test time (§3.4) from F (B, C, h, w) and G (B, K+1, C) already computed (float32):
+        (B, K+1, s, s) at ``image_size`` (F's own size when ``interpolate_features`` is off)."""
+        logits = torch.einsum("bkc,bchw->bkhw", parts, features)
         size = self.cfg.image_size
         if self.cfg.interpolate_features and tuple(logits.shape[-2:]) != (size, size):
             logits = F.interpolate(logits, size=(size, size), mode="bilinear", align_corners=False)
-        maps = torch.softmax(self.cfg.tau * logits, dim=1)
-        return maps, (attn.float() if attn is not None else None), parts
+        return torch.softmax(self.cfg.tau * logits, dim=1)
 
     @torch.no_grad()
     def predict(self, images: Any, class_ids: torch.Tensor | Sequence[int] | None = None,
@@ -336,4 +350,5 @@ class PartDiscModel(nn.Module):
         return out[:, 0] if ts.ndim == 0 else out
 
 
-__all__ = ["PartDiscModel", "Prediction", "SwapResult", "TrainOutput", "part_probabilities", "synthesize"]
+__all__ = ["PartDiscModel", "Prediction", "SwapResult", "TrainOutput", "cpu_has_native_bf16", "part_probabilities",
+           "synthesize"]

@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 from partdisc_core import CheckpointError, PartDiscLoss, PartDiscModel, save_model
 from partdisc_core.augment import PairedViews, appearance_jitter
 from partdisc_core.data import build_dataset
+from partdisc_core.model import cpu_has_native_bf16
 
 import hooks
 from options import TrainConfig
@@ -46,13 +47,6 @@ class NonFiniteLoss(RuntimeError):
     def __init__(self, losses: dict[str, float]) -> None:
         super().__init__(f"the loss became {losses['total']} ({losses})")
         self.losses = losses
-
-
-def cpu_has_native_bf16() -> bool:
-    """True on CPUs with bf16 arithmetic in hardware (AVX512-BF16 or AMX), where autocast pays."""
-    cpu = getattr(torch, "cpu", None)
-    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
-    return any(bool(getattr(cpu, name, lambda: False)()) for name in checks)
 
 
 def use_autocast(cfg: TrainConfig, device: torch.device) -> bool:

@@ -15,7 +15,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from partdisc_core import save_model
-from partdisc_core.checkpoint import read_checkpoint
+from partdisc_core.checkpoint import load_weights, read_checkpoint
 
 
 def save_state(folder: Path, model, optimizer: torch.optim.Optimizer, step: int, extra: dict) -> None:
@@ -73,17 +73,7 @@ def init_from_checkpoint(model, source) -> dict:
     if diff:
         text = ", ".join(f"{k}: {a!r} in the checkpoint, {b!r} here" for k, (a, b) in diff.items())
         raise CheckpointError(f"--init-from {source}: another architecture ({text})")
-    own = model.state_dict()
-    frozen = ("encoder.backbone.",) if model.cfg.encoder == "dino" else ()
-    missing = [k for k in own if k not in weights and not k.startswith(frozen or ("\0",))]
-    unexpected = [k for k in weights if k not in own]
-    shapes = [k for k in weights if k in own and weights[k].shape != own[k].shape]
-    if missing or unexpected or shapes:
-        raise CheckpointError(f"--init-from {source}: weights do not fit this model (missing {missing[:3]}, "
-                              f"unexpected {unexpected[:3]}, other shapes {shapes[:3]})")
-    with torch.no_grad():
-        for name, tensor in weights.items():
-            own[name].copy_(tensor.to(own[name].dtype))
+    load_weights(model, weights, meta, f"--init-from {source}: the weights do not fit this model")
     return meta
 
 
