@@ -123,11 +123,14 @@ class PartDiscLoss(nn.Module):
         zero = out.maps[0].new_zeros((), dtype=torch.float32)
         views = range(len(out.maps))
         rec = con = area = sc = pix = zero
-        if cfg.reconstruction != "none" and cfg.lambda_rec > 0:
+        use_rec = cfg.reconstruction != "none" and cfg.lambda_rec > 0
+        if use_rec or cfg.lambda_pixel > 0:
             # the mean over the views equals one call on both views together: every term is a mean
-            rec = self.reconstruction(torch.cat(out.recon), torch.cat(out.targets))
+            recon, targets = torch.cat(out.recon), torch.cat(out.targets)
+        if use_rec:
+            rec = self.reconstruction(recon, targets)
         if cfg.lambda_pixel > 0:
-            pix = pixel_loss(torch.cat(out.recon), torch.cat(out.targets))
+            pix = pixel_loss(recon, targets)
         if cfg.lambda_con > 0:
             con = sum(concentration_loss(out.maps[i][:, :k], cfg.epsilon) for i in views) / len(out.maps)
         if cfg.lambda_area > 0:
