@@ -3,8 +3,11 @@
     python app.py [--checkpoint PATH_OR_HUB_ID] [--port 7860] [--host 127.0.0.1]
 
 The checkpoint also comes from $PARTDISC_CHECKPOINT; by default it is the shipped face model
-(checkpoints/faces-k8). API endpoints (gradio_client): ``/discover`` and ``/swap``; see docs/app.md.
-This file is UI only: the logic lives in partdisc_core.demo and the model in partdisc_core.
+(checkpoints/faces-k8). API endpoints (gradio_client): ``/discover``, ``/swap``, ``/frame``, ``/video``,
+``/gallery`` and ``/morph``; see docs/app.md. (The Live tab's webcam stream is not an API endpoint:
+``/frame`` is its one-picture form.)
+This file is UI only: the logic lives in partdisc_core.demo and partdisc_core.demo_tabs, the model in
+partdisc_core.
 """
 from __future__ import annotations
 
@@ -24,9 +27,13 @@ import torch  # noqa: E402
 
 from partdisc_core import DEFAULT_CHECKPOINT  # noqa: E402
 from partdisc_core import demo as core  # noqa: E402
+from partdisc_core import demo_tabs  # noqa: E402
+from partdisc_core.facecrop import NO_FACE_MESSAGE  # noqa: E402
 from partdisc_core.inputs import configure_pil  # noqa: E402
+from partdisc_core.media import MAX_VIDEO_BYTES, MAX_VIDEO_SECONDS  # noqa: E402
 from partdisc_core.model import cpu_has_native_bf16  # noqa: E402
 from partdisc_core.result_files import ResultFiles  # noqa: E402
+from partdisc_core.tracking import FaceTracker  # noqa: E402
 
 log = logging.getLogger("partdisc.app")
 
@@ -36,6 +43,14 @@ QUEUE_SIZE = 64
 Please try again." (a busy answer, not a broken one)."""
 CACHE_AGE_S = 3600
 """Uploads and result files are deleted this long after they were written."""
+LIVE_STREAMS = CONCURRENCY
+"""Webcam streams served at once (a concurrency group of their own: a stream holds its slot until it
+stops, so it must not hold one of the model requests'); more wait in the queue."""
+LIVE_EVERY_S = 0.05
+"""The browser sends a camera frame at most every 50 ms (20 frames/s); the server keeps only the
+newest frame that arrived while it was busy, so slow answers drop frames instead of queueing them."""
+LIVE_TIME_LIMIT_S = 60
+"""A webcam stream ends after this many seconds of processing (press record again to go on)."""
 PAPER_URL = "https://github.com/Jiahao-UTS/UnsupervisedPart"
 LOCAL_FONTS = ["ui-sans-serif", "system-ui", "sans-serif"]  # no web fonts: the app works offline
 
@@ -56,6 +71,7 @@ of a sensible size (area loss with alpha, eq. 6), and different faces' parts dis
   and layers (Fig. 1 of the paper).
 * **Swap**: the chosen parts' representations G_k are exchanged between two faces before rebuilding
   them (Fig. 11): eyes, mouths or hair travel from one face to the other.
+* **Morph**: the chosen G_k are moved only part of the way, (1 - t) G_k(A) + t G_k(B): t = 1 is the swap.
 
 Paper: J. Xia et al., *Unsupervised Part Discovery via Dual Representation Alignment*, IEEE TPAMI.
 Authors' code: [{url}]({url}). This demo runs a re-implementation on the CPU.
@@ -85,6 +101,40 @@ def image_file(**kwargs) -> gr.Image:
     return component
 
 
+def video_file(**kwargs) -> gr.Video:
+    """An upload-only video input that hands the file's path to the function as it is: gr.Video's
+    own preprocessing may run an ffmpeg binary; partdisc_core.media.VideoReader decodes the clip
+    under limits (PyAV) and gives bad or too long clips clear messages."""
+    component = gr.Video(sources=["upload"], **kwargs)
+    component.preprocess = lambda payload: None if payload is None or payload.path is None else str(payload.path)
+    return component
+
+
+def camera(**kwargs) -> gr.Image:
+    """The webcam, streaming frames as numpy arrays; a frame that cannot be decoded is a clear
+    message (demo_tabs.check_frame checks the rest)."""
+    component = gr.Image(sources=["webcam"], streaming=True, type="numpy", **kwargs)
+    decode = component.preprocess
+
+    def preprocess(payload):
+        try:
+            return decode(payload)
+        except Exception as exc:
+            raise gr.Error(f"This camera frame could not be read ({type(exc).__name__}).", print_exception=False)
+
+    component.preprocess = preprocess
+    return component
+
+
+def fraction(**kwargs) -> gr.Slider:
+    """A 0..1 slider whose API value reaches the function unchecked, so that
+    partdisc_core.demo_tabs.check_t refuses a bad one with a clear message (gr.Slider's own check
+    answers a non-number with a bare TypeError)."""
+    component = gr.Slider(0.0, 1.0, **kwargs)
+    component.preprocess = lambda payload: payload
+    return component
+
+
 def part_numbers(k: int, **kwargs) -> gr.CheckboxGroup:
     """Checkboxes for parts 1..K whose API value is a list of part numbers, checked by
     partdisc_core.demo.parse_parts (ints or strings such as "3") with a clear message."""
@@ -97,8 +147,33 @@ def part_numbers(k: int, **kwargs) -> gr.CheckboxGroup:
 
 def result_image(**kwargs) -> gr.Image:
     """An output picture: the handler returns an array, ``ResultFiles.wrap`` turns it into the
-    path of a PNG of its own request, which gradio serves as it is."""
+    path of a PNG of its own request, which gradio serves as it is (a path the handler wrote
+    itself, such as a GIF or a JPEG, is served as it is too)."""
     return gr.Image(format="png", type="filepath", interactive=False, **kwargs)
+
+
+def two_faces(prefix: str, height: int) -> tuple[gr.Image, gr.Image]:
+    """Face A and face B side by side (the Swap and Morph tabs), elem_ids ``<prefix>-a`` / ``-b``."""
+    with gr.Row():
+        return (image_file(label="Face A", height=height, elem_id=f"{prefix}-a"),
+                image_file(label="Face B", height=height, elem_id=f"{prefix}-b"))
+
+
+def opacity_slider() -> gr.Slider:
+    """The overlay's opacity, as every tab with an overlay offers it."""
+    return gr.Slider(0.0, 1.0, value=0.5, step=0.05, label="Overlay opacity")
+
+
+def follow_and_opacity() -> tuple[gr.Checkbox, gr.Slider]:
+    """The Live and Video tabs' options, side by side: follow the face (or the whole frame) and opacity."""
+    with gr.Row():
+        crop = gr.Checkbox(value=True, label="Follow the face", info="Off: the whole frame")
+        return crop, opacity_slider()
+
+
+def result_file(**kwargs) -> gr.File:
+    """An output file for download (a path the handler wrote into its request folder)."""
+    return gr.File(interactive=False, **kwargs)
 
 
 def _user_error(exc: Exception) -> gr.Error:
@@ -148,11 +223,12 @@ def build_demo(model, examples: dict[str, Path] | None = None, checkpoint_name: 
                cache_age_s: float = CACHE_AGE_S) -> gr.Blocks:
     """The Blocks app around ``model`` (a PartDiscModel in eval mode).
 
-    Each tab is one function (``discover_tab``, ``swap_tab``: a new tab is another, called
-    below). Every handler is registered through ``results.wrap``: the pictures it returns become
-    files written once, in a folder of their own request, never rewritten while a response streams
-    them (gradio would write equal pictures to one shared path; see docs/app.md); a handler that
-    makes other files writes them into ``results.request()``."""
+    Each tab is one function (``discover_tab``, ``swap_tab``, ``live_tab``, ``video_tab``,
+    ``gallery_tab``, ``morph_tab``: a new tab is another, called below). Every handler is
+    registered through ``results.wrap``: the pictures it returns become files written once, in a
+    folder of their own request, never rewritten while a response streams them (gradio would write
+    equal pictures to one shared path; see docs/app.md); a handler that makes other files (videos,
+    archives, GIFs, the live JPEGs) writes them into ``results.request()``."""
     demo = core.PartDiscDemo(model)
     results = results or result_files(cache_age_s)
     examples = examples or {}
@@ -167,6 +243,10 @@ def build_demo(model, examples: dict[str, Path] | None = None, checkpoint_name: 
             f"[Paper code]({PAPER_URL})")
         discover_tab(demo, results, examples)
         swap_tab(demo, results, examples)
+        live_tab(demo, results)
+        video_tab(demo, results)
+        gallery_tab(demo, results, examples)
+        morph_tab(demo, results, examples)
         with gr.Accordion("How it works", open=False):
             gr.Markdown(EXPLANATION.format(url=PAPER_URL))
     keep_deleting_under_load(app)
@@ -212,7 +292,7 @@ def discover_tab(demo: core.PartDiscDemo, results: ResultFiles, examples: dict[s
                                    info="Detect the largest face and frame it like the training photos")
                 with gr.Row():
                     hard = gr.Checkbox(value=True, label="Hard masks", info="Off: blend colours by V")
-                    opacity = gr.Slider(0.0, 1.0, value=0.5, step=0.05, label="Overlay opacity")
+                    opacity = opacity_slider()
                 button = gr.Button("Discover parts", variant="primary", elem_id="discover-button")
                 if names:
                     gr.Examples([[str(examples[n])] for n in names], inputs=[image], label="Examples",
@@ -258,9 +338,7 @@ def swap_tab(demo: core.PartDiscDemo, results: ResultFiles, examples: dict[str, 
 
     files = ("swap", "status")
     with gr.Tab("Swap"):
-        with gr.Row():
-            image_a = image_file(label="Face A", height=260, elem_id="swap-a")
-            image_b = image_file(label="Face B", height=260, elem_id="swap-b")
+        image_a, image_b = two_faces("swap", 260)
         with gr.Row():
             parts = part_numbers(demo.num_parts, label="Parts to exchange", info="Numbers as in the Discover legend",
                                  scale=3)
@@ -281,6 +359,166 @@ def swap_tab(demo: core.PartDiscDemo, results: ResultFiles, examples: dict[str, 
                                           "next to their plain reconstructions.", **RUN)
         for control in (image_a, image_b):
             control.change(results.wrap(reswap, files), inputs, outputs, **QUIET)
+
+
+def live_tab(demo: core.PartDiscDemo, results: ResultFiles) -> None:
+    """The Live tab: the webcam stream (a UI-only streaming event; one FaceTracker per browser
+    session in a gr.State) and its one-picture form, the ``/frame`` endpoint."""
+    model = demo.model
+
+    def live(frame, crop=True, opacity=0.5, tracker=None):
+        tracker = tracker if isinstance(tracker, FaceTracker) else FaceTracker()
+        try:
+            r = demo_tabs.live_frame(model, frame, tracker, crop=crop, opacity=opacity)
+            path = demo_tabs.write_jpeg(results.request(), "overlay", r.overlay)
+        except Exception as exc:
+            raise _user_error(exc) from None
+        return path, r.status, tracker
+
+    def frame(image, crop=True, opacity=0.5):
+        try:
+            r = demo_tabs.single_frame(model, image, crop=crop, opacity=opacity)
+        except Exception as exc:
+            raise _user_error(exc) from None
+        if r.found is False:
+            gr.Warning(NO_FACE_MESSAGE)
+        return r.overlay, r.status
+
+    with gr.Tab("Live"):
+        gr.Markdown("Press record: every camera frame comes back with its parts. The crop follows your face "
+                    f"smoothly; a stream runs {LIVE_TIME_LIMIT_S} s at a time (press record again to go on).")
+        with gr.Row():
+            with gr.Column(min_width=300):
+                webcam = camera(label="Camera", height=360, elem_id="live-camera")
+                crop, opacity = follow_and_opacity()
+            with gr.Column(min_width=300):
+                overlay = result_image(label="Parts", height=360, elem_id="live-overlay")
+                status = gr.Textbox(label="Status", interactive=False, lines=2, elem_id="live-status")
+        tracker = gr.State(None)
+        webcam.stream(results.wrap(live, ("overlay", "status", "tracker")), [webcam, crop, opacity, tracker],
+                      [overlay, status, tracker], api_visibility="private", show_progress="hidden",
+                      stream_every=LIVE_EVERY_S, time_limit=LIVE_TIME_LIMIT_S, concurrency_id="live",
+                      concurrency_limit=LIVE_STREAMS)
+        with gr.Accordion("One picture instead of the camera (the /frame endpoint)", open=False):
+            with gr.Row():
+                picture = image_file(label="Picture", height=260, elem_id="frame-input")
+                with gr.Column():
+                    frame_crop = gr.Checkbox(value=True, label="Crop to the face")
+                    frame_opacity = opacity_slider()
+                    button = gr.Button("Show parts", variant="primary", elem_id="frame-button")
+        button.click(results.wrap(frame, ("overlay", "status")), [picture, frame_crop, frame_opacity],
+                     [overlay, status], api_name="frame",
+                     api_description="One picture treated as a camera frame: the part overlay on a "
+                                     f"{demo_tabs.LIVE_SIDE}-px face crop (crop, opacity).", **RUN)
+
+
+def video_tab(demo: core.PartDiscDemo, results: ResultFiles) -> None:
+    """The Video tab and its ``/video`` endpoint."""
+    model = demo.model
+
+    def video(clip, crop=True, opacity=0.5, progress=gr.Progress()):
+        try:
+            r = demo_tabs.video(model, clip, results.request(), crop=crop, opacity=opacity,
+                                progress=lambda done, what: progress(done, desc=what))
+        except Exception as exc:
+            raise _user_error(exc) from None
+        return r.video_path, r.csv_path, r.status
+
+    with gr.Tab("Video"):
+        gr.Markdown(f"A clip of up to {MAX_VIDEO_SECONDS:.0f} s (MP4, WebM, MOV, MKV or GIF, at most "
+                    f"{MAX_VIDEO_BYTES // 2**20} MB): every frame comes back with its parts, as an MP4, with "
+                    "each part's centroid in every frame as a CSV.")
+        with gr.Row():
+            with gr.Column(min_width=300):
+                clip = video_file(label="Clip", height=320, elem_id="video-input")
+                crop, opacity = follow_and_opacity()
+                button = gr.Button("Find parts in every frame", variant="primary", elem_id="video-button")
+            with gr.Column(min_width=300):
+                out = gr.Video(label="Parts", height=320, interactive=False, elem_id="video-output")
+                tracks = result_file(label="Part centroids per frame (CSV)", elem_id="video-csv")
+                status = gr.Textbox(label="Status", interactive=False, lines=3, elem_id="video-status")
+        button.click(results.wrap(video, ("video", "tracks", "status")), [clip, crop, opacity], [out, tracks, status],
+                     api_name="video", api_description="An MP4 (H.264) with the parts on every frame of a clip, and "
+                                                       "a CSV of every part's centroid per frame.", **RUN)
+
+
+def gallery_tab(demo: core.PartDiscDemo, results: ResultFiles, examples: dict[str, Path]) -> None:
+    """The Gallery tab and its ``/gallery`` endpoint."""
+    model = demo.model
+
+    def gallery(files, crop=True, opacity=0.5):
+        try:
+            r = demo_tabs.gallery(model, files, results.request(), crop=crop, opacity=opacity)
+        except Exception as exc:
+            raise _user_error(exc) from None
+        return r.grid, r.zip_path, r.status
+
+    with gr.Tab("Gallery"):
+        gr.Markdown(f"Up to {demo_tabs.GALLERY_MAX} faces in one grid, every part in the same colour on every "
+                    "face; the zip holds each face's label map (palette PNG), the face as the model saw it "
+                    "and the part centroids (CSV), as `train/export.py` writes them.")
+        with gr.Row():
+            with gr.Column(scale=2, min_width=280):
+                files = gr.File(file_count="multiple", type="filepath", label="Faces", height=260,
+                                elem_id="gallery-input")
+                with gr.Row():
+                    crop = gr.Checkbox(value=True, label="Crop to the faces")
+                    opacity = opacity_slider()
+                button = gr.Button("Show the parts of every face", variant="primary", elem_id="gallery-button")
+                if examples:
+                    gr.Examples([[[str(p) for p in examples.values()]]], inputs=[files], label="Example",
+                                example_labels=["all the examples"], cache_examples=False)
+            with gr.Column(scale=3, min_width=320):
+                grid = result_image(label="Parts", elem_id="gallery-output")
+                archive = result_file(label="Label maps and centroids (zip)", elem_id="gallery-zip")
+                status = gr.Textbox(label="Status", interactive=False, lines=2, elem_id="gallery-status")
+        button.click(results.wrap(gallery, ("gallery", "zip", "status")), [files, crop, opacity],
+                     [grid, archive, status], api_name="gallery",
+                     api_description=f"Up to {demo_tabs.GALLERY_MAX} faces in one grid with shared part colours, "
+                                     "and a zip of their label maps and part centroids.", **RUN)
+
+
+def morph_tab(demo: core.PartDiscDemo, results: ResultFiles, examples: dict[str, Path]) -> None:
+    """The Morph tab and its ``/morph`` endpoint."""
+    model = demo.model
+    names = list(examples)
+
+    def morph(image_a, image_b, parts=None, t=0.5, crop=True):
+        try:
+            r = demo_tabs.morph(model, image_a, image_b, results.request(), parts=parts, t=t, crop=crop)
+        except Exception as exc:
+            raise _user_error(exc) from None
+        return r.picture, r.strip_path, r.status
+
+    def remorph(image_a, image_b, parts, t, crop):
+        if image_a is None or image_b is None:
+            return gr.skip(), gr.skip(), gr.skip()
+        return morph(image_a, image_b, parts, t, crop)
+
+    files = ("morph", "strip", "status")
+    with gr.Tab("Morph"):
+        gr.Markdown("Face A with the chosen parts' representations G_k moved a fraction t of the way to face "
+                    "B's: t = 0 is A's plain reconstruction, t = 1 the Swap tab's \"A + parts of B\".")
+        image_a, image_b = two_faces("morph", 240)
+        with gr.Row():
+            parts = part_numbers(demo.num_parts, label="Parts to morph", info="Numbers as in the Discover legend",
+                                 scale=3)
+            t = fraction(value=0.5, step=0.05, label="t", scale=2, elem_id="morph-t")
+            crop = gr.Checkbox(value=True, label="Crop to the faces", scale=1)
+            button = gr.Button("Morph", variant="primary", scale=1, elem_id="morph-button")
+        if len(names) >= 2:
+            gr.Examples([[str(examples[names[0]]), str(examples[names[1]])]], inputs=[image_a, image_b],
+                        label="Example pair", cache_examples=False,
+                        example_labels=[f"{names[0]} + {names[1]}".replace("_", " ")])
+        with gr.Row():
+            picture = result_image(label="A, A morphed at t, B", scale=3, elem_id="morph-output")
+            strip = result_image(label="t = 0 .. 1 (animated GIF)", scale=1, elem_id="morph-strip")
+        status = gr.Textbox(label="Status", interactive=False, lines=2, elem_id="morph-status")
+        inputs, outputs = [image_a, image_b, parts, t, crop], [picture, strip, status]
+        button.click(results.wrap(morph, files), inputs, outputs, api_name="morph",
+                     api_description="Face A with the listed parts (1..K) moved t (0..1) of the way to face B's "
+                                     "(t = 1: the /swap result), and an animated GIF of t = 0..1.", **RUN)
+        t.release(results.wrap(remorph, files), inputs, outputs, **QUIET)
 
 
 def _parse(argv=None) -> argparse.Namespace:

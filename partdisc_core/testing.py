@@ -1,11 +1,15 @@
 """The tiny model configuration shared by the test suite, the app's test server and the quick mode
 of the benchmarks: the maths under test does not depend on the sizes, and tiny models keep those
-runs quick on a small CPU."""
+runs quick on a small CPU. Also a stand-in webcam (:func:`moving_face_frames`) for the Live tab's
+tests and benchmark."""
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .config import PartDiscConfig
+
+if TYPE_CHECKING:
+    import numpy as np
 
 TINY: dict[str, Any] = dict(width=64, depth=2, heads=2, mlp_dim=128, num_parts=4, decoder_channels=16,
                             perceptual_net="mobilenetv2", image_size=64, encoder_image_size=64)
@@ -15,3 +19,24 @@ TINY: dict[str, Any] = dict(width=64, depth=2, heads=2, mlp_dim=128, num_parts=4
 def tiny_config(**changes: Any) -> PartDiscConfig:
     """The tiny configuration with ``changes`` applied (any :class:`PartDiscConfig` field)."""
     return PartDiscConfig(**{**TINY, **changes})
+
+
+def moving_face_frames(count: int, size: tuple[int, int] = (640, 480), face_side: int = 360,
+                       period: int = 20) -> np.ndarray:
+    """``count`` webcam-like frames (count, H, W, 3) uint8 of a face moving smoothly: the head and
+    shoulders of the public-domain astronaut portrait (``inputs.portrait``), ``face_side`` px
+    (large enough for the Live tab's face detector), swaying left and right on a grey background
+    once every ``period`` frames. The camera of the Live tab's browser test and benchmark."""
+    import numpy as np
+
+    from .inputs import portrait, resize
+
+    w, h = size
+    face = resize(portrait("astronaut")[0:320, 96:416], (face_side, face_side))
+    phase = 2 * np.pi * np.arange(count) / period
+    xs = ((w - face_side) * (0.5 + 0.4 * np.sin(phase))).astype(int)
+    ys = ((h - face_side) // 2 + 0.1 * (h - face_side) * np.cos(phase)).astype(int)
+    frames = np.full((count, h, w, 3), 90, np.uint8)
+    for frame, x, y in zip(frames, xs, ys):
+        frame[y:y + face_side, x:x + face_side] = face
+    return frames

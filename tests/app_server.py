@@ -164,6 +164,21 @@ def tiny_app_server(tmp: Path, extra_args: Sequence[str] = (), **env: str):
         yield proc
 
 
+def encode_clip(frames, path: Path, fps: int, container: str, codec: str) -> Path:
+    """Frames (N, H, W, 3) uint8 encoded with PyAV as ``codec`` in ``container`` (yuv420p), e.g. a raw
+    Y4M for Chromium's fake camera or a VP8 WebM as browsers record them."""
+    import av
+
+    with av.open(str(path), mode="w", format=container) as out:
+        stream = out.add_stream(codec, rate=fps)
+        stream.height, stream.width = frames[0].shape[:2]
+        stream.pix_fmt = "yuv420p"
+        for frame in frames:
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        out.mux(stream.encode())
+    return path
+
+
 def portrait_files(folder: Path) -> dict[str, Path]:
     """The public-domain portraits of :func:`partdisc_core.inputs.portrait` as files: astronaut as
     PNG, Grace Hopper as JPEG (so both decoders are exercised)."""

@@ -1,4 +1,4 @@
-"""The Gradio demo through its API (gradio_client) against `python app.py` started by the test:
+"""The Gradio demo through its API (gradio_client) against `python app.py` (the session's server, conftest.py):
 /discover and /swap on public-domain photos, every kind of bad input, and 16 concurrent calls."""
 from __future__ import annotations
 
@@ -18,15 +18,8 @@ gradio_client = pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 
-from app_server import K, noisy_copies, portrait_files, tiny_app_server  # noqa: E402
+from app_server import K, noisy_copies, portrait_files  # noqa: E402
 from partdisc_core.demo import DISPLAY_SIDE, GRID_COLUMNS, SWAP_CELL, TILE  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    with tiny_app_server(tmp_path_factory.mktemp("app")) as proc:
-        yield proc
-    print(proc.log_text()[-2000:])
 
 
 @pytest.fixture(scope="module")

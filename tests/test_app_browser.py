@@ -3,9 +3,7 @@ page, uploads images, runs Discover and Swap, checks that the result images appe
 screenshots under test-artifacts/ (git-ignored)."""
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import sys
 from pathlib import Path
 
@@ -15,22 +13,11 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-CHROMIUM = os.environ.get("PARTDISC_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
-ARTIFACTS = ROOT / "test-artifacts"
+from conftest import require_browser, shot, wait_for_image  # noqa: E402
 
-sync_api = pytest.importorskip("playwright.sync_api")
-if not (Path(CHROMIUM).is_file() or shutil.which(CHROMIUM)):
-    pytest.skip(f"no Chromium at {CHROMIUM}", allow_module_level=True)
+sync_api = require_browser()
 
-from app_server import portrait_files, tiny_app_server  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    with tiny_app_server(tmp_path_factory.mktemp("app")) as proc:
-        yield proc
+from app_server import portrait_files  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -39,40 +26,6 @@ def photos(tmp_path_factory):
     out = {**portrait_files(folder), "not_an_image": folder / "not_an_image.png"}
     out["not_an_image"].write_text("plain text\n")
     return out
-
-
-@pytest.fixture(scope="module")
-def page(server):
-    with sync_api.sync_playwright() as p:
-        try:
-            browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        except Exception as exc:  # e.g. a Chromium too old or too new for this Playwright
-            pytest.skip(f"Chromium did not start under Playwright: {exc}")
-        context = browser.new_context(viewport={"width": 1280, "height": 900})
-        pg = context.new_page()
-        pg.set_default_timeout(30_000)
-        pg.goto(server.url, wait_until="domcontentloaded")
-        yield pg
-        browser.close()
-
-
-def wait_for_image(page, elem_id: str, previous: str | None = None) -> str:
-    """Wait until the output image component shows a loaded picture (different from `previous`)."""
-    img = page.locator(f"#{elem_id} img").first
-    page.wait_for_function(
-        """([id, prev]) => { const im = document.querySelector('#' + id + ' img');
-            return im && im.complete && im.naturalWidth > 0 && im.src !== prev; }""",
-        arg=[elem_id, previous])
-    return img.get_attribute("src")
-
-
-def shot(page, name: str) -> Path:
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.wait_for_function("() => document.querySelectorAll('.pending, .generating').length === 0")
-    path = ARTIFACTS / name
-    page.screenshot(path=str(path), full_page=True)
-    print(f"screenshot: {path}")
-    return path
 
 
 def test_discover_in_browser(page, photos):
