@@ -58,6 +58,11 @@ class PartDiscConfig:
     "random" (tests only) or a local weight file. Checkpoints carry these weights themselves."""
     encoder_head_width: int = 128
     """Channels of the "mobilenetv2" encoder's conv head."""
+    mobilenet_taps: tuple[int, ...] = (6, 13)
+    """Blocks of the frozen MobileNetV2 whose outputs, resized to F's size and concatenated, feed the
+    "mobilenetv2" head; the first tap sets F's size. (6, 13): the stride-8 and stride-16 stages, for a
+    256-px encoder input; (3, 6, 13) adds the stride-4 stage so that a 128-px input (a quarter of
+    the cost) still gives a 32x32 F with detail."""
     image_size: int = 128
     """Input size of the PartFormer and size of the reconstruction (128 px in the paper)."""
     encoder_image_size: int = 128
@@ -125,6 +130,7 @@ class PartDiscConfig:
     # ------------------------------------------------------------------------------------------
     def __post_init__(self) -> None:
         self.perceptual_layer_weights = tuple(float(w) for w in self.perceptual_layer_weights)
+        self.mobilenet_taps = tuple(int(t) for t in self.mobilenet_taps)
         self.mean = tuple(float(v) for v in self.mean)
         self.std = tuple(float(v) for v in self.std)
         self.validate()
@@ -152,6 +158,9 @@ class PartDiscConfig:
         need(len(self.perceptual_layer_weights) == 5, "perceptual_layer_weights needs 5 values")
         need(self.tau > 0 and self.alpha > 0, "tau and alpha must be positive")
         need(self.image_size % 4 == 0, "image_size must be a multiple of 4 (two 2x upsamplings)")
+        need(len(self.mobilenet_taps) >= 1 and list(self.mobilenet_taps) == sorted(set(self.mobilenet_taps))
+             and all(0 <= t <= 18 for t in self.mobilenet_taps),
+             f"mobilenet_taps must be increasing block indices in 0..18, got {self.mobilenet_taps}")
 
     # --- derived sizes -------------------------------------------------------------------------
     @property
@@ -167,9 +176,9 @@ class PartDiscConfig:
     @property
     def input_size(self) -> int:
         """Side of the square images the model takes: the larger of its two branches' sizes, except
-        for "mobilenetv2", whose encoder sees the ``image_size`` image upsampled to
-        ``encoder_image_size`` (its stride-8 features then have F's size; the training photos are
-        smaller than 256 px anyway, so loading them at 256 would only cost time)."""
+        for "mobilenetv2", whose encoder resizes the ``image_size`` image to ``encoder_image_size``
+        itself (with taps (6, 13) a 256-px input gives F's size; the training photos are smaller
+        than 256 px anyway, so loading them at 256 would only cost time)."""
         if self.encoder == "mobilenetv2":
             return self.image_size
         return max(self.image_size, self.encoder_image_size)
@@ -177,11 +186,14 @@ class PartDiscConfig:
     # --- presets and (de)serialisation ---------------------------------------------------------
     @classmethod
     def preset(cls, encoder: str = "resnet", **overrides: Any) -> "PartDiscConfig":
-        """Paper settings for an encoder: "resnet" (128 px, lambda_con 0.5), "dino" or the frozen
-    "mobilenetv2" (256 px for the encoder, lambda_con 0.3 as with any pretrained encoder)."""
+        """Paper settings for an encoder: "resnet" (128 px, lambda_con 0.5), "dino" (256 px for the
+        encoder, lambda_con 0.3 as with any pretrained encoder), or the frozen "mobilenetv2" (lambda_con
+        0.3; 128 px with the stride-4, -8 and -16 taps, the shipped model's encoder)."""
         base: dict[str, Any] = {"encoder": encoder}
-        if encoder in ("dino", "mobilenetv2"):
+        if encoder == "dino":
             base.update(encoder_image_size=256, lambda_con=0.3)
+        elif encoder == "mobilenetv2":
+            base.update(encoder_image_size=128, mobilenet_taps=(3, 6, 13), lambda_con=0.3)
         base.update(overrides)
         return cls(**base)
 

@@ -92,19 +92,17 @@ class DinoEncoder(nn.Module):
         return self.head(self.tokens(x))
 
 
-MOBILENET_TAPS = (6, 13)
-"""Last blocks of MobileNetV2's stride-8 (32 channels) and stride-16 (96 channels) stages."""
-
-
 class MobileNetEncoder(nn.Module):
     """Frozen ImageNet MobileNetV2 (supervised pretraining) + a trainable conv head down to C.
 
     The paper's "pretrained, frozen encoder" variant (§4.3, its DINO rows) with weights that ship
-    offline: the image, resized to ``encoder_image_size`` (256 for a 32x32 F), goes through the
-    frozen network up to stride 16; its stride-8 and stride-16 features, both resized to F's size and
-    concatenated (128 channels), pass through the head (conv-BN-ReLU x2, conv) to C. The backbone's
-    BatchNorms are folded into its convs; its weights are saved in every checkpoint (about 1 MB in
-    fp16), so a checkpoint never depends on where the ImageNet weights came from.
+    offline: the image, resized to ``encoder_image_size``, goes through the frozen network up to the
+    last of ``mobilenet_taps``; the tapped blocks' outputs, resized to the first tap's size (F's) and
+    concatenated, pass through the head (conv-BN-ReLU x2, conv) to C. Taps (6, 13) at 256 px (stride 8
+    and 16, 128 channels) or (3, 6, 13) at 128 px (stride 4, 8 and 16, 152 channels, a quarter of the
+    backbone's cost) both give a 32x32 F. The backbone's BatchNorms are folded into its convs; its
+    weights are saved in every checkpoint (about 1 MB in fp16), so a checkpoint never depends on where
+    the ImageNet weights came from.
     """
 
     def __init__(self, cfg: PartDiscConfig) -> None:
@@ -114,15 +112,17 @@ class MobileNetEncoder(nn.Module):
         with torch.random.fork_rng(devices=[]):  # "random" weights: seeded, the caller's RNG untouched
             torch.manual_seed(0)
             features = mobilenetv2_features(cfg.mobilenet_weights)
-        self.backbone = fold_batchnorm(features[: MOBILENET_TAPS[-1] + 1].eval())
+        self.taps = cfg.mobilenet_taps
+        self.backbone = fold_batchnorm(features[: self.taps[-1] + 1].eval())
         self.backbone.requires_grad_(False)
         for m in self.backbone.modules():
             if isinstance(m, (nn.ReLU, nn.ReLU6)):
-                m.inplace = False  # the stride-8 tap must survive the later blocks
+                m.inplace = False  # the tapped outputs must survive the later blocks
         k = cfg.dino_head_kernel
         width = cfg.encoder_head_width
+        channels = sum(_block_channels(self.backbone[t]) for t in self.taps)
         self.head = nn.Sequential(
-            nn.Conv2d(32 + 96, width, 1), nn.BatchNorm2d(width), nn.ReLU(inplace=True),
+            nn.Conv2d(channels, width, 1), nn.BatchNorm2d(width), nn.ReLU(inplace=True),
             nn.Conv2d(width, width, k, padding=k // 2), nn.BatchNorm2d(width), nn.ReLU(inplace=True),
             nn.Conv2d(width, cfg.feature_dim, k, padding=k // 2),
         )
@@ -134,18 +134,23 @@ class MobileNetEncoder(nn.Module):
 
     @torch.no_grad()
     def tokens(self, x: torch.Tensor) -> torch.Tensor:
-        """The frozen network's stride-8 and stride-16 features at F's size, (B, 128, h, w)."""
+        """The frozen network's tapped features, all at the first tap's size (F's), concatenated."""
         taps = []
         for i, layer in enumerate(self.backbone):
             x = layer(x)
-            if i in MOBILENET_TAPS:
+            if i in self.taps:
                 taps.append(x)
         size = taps[0].shape[-2:]
-        coarse = torch.nn.functional.interpolate(taps[1], size=size, mode="bilinear", align_corners=False)
-        return torch.cat([taps[0], coarse], dim=1)
+        return torch.cat([taps[0]] + [torch.nn.functional.interpolate(t, size=size, mode="bilinear",
+                                                                      align_corners=False) for t in taps[1:]], dim=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.tokens(x))
+
+
+def _block_channels(block: nn.Module) -> int:
+    """Output channels of a MobileNetV2 block: those of its last convolution."""
+    return [m for m in block.modules() if isinstance(m, nn.Conv2d)][-1].out_channels
 
 
 def build_encoder(cfg: PartDiscConfig) -> nn.Module:

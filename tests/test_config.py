@@ -104,3 +104,9 @@ def test_split_override_and_untyped_values():
     assert parse_value("[1, 2]", None) == [1, 2] and parse_value("text", None) == "text"
     assert parse_value('{"a": 1}', {}) == {"a": 1}
     assert apply_overrides(PartDiscConfig(), ["model.tau=0.25"]).tau == 0.25
+
+
+def test_mobilenet_preset_is_the_shipped_cheap_encoder():
+    cfg = PartDiscConfig.preset("mobilenetv2")
+    assert (cfg.encoder_image_size, cfg.mobilenet_taps, cfg.lambda_con) == (128, (3, 6, 13), 0.3)
+    assert PartDiscConfig.from_dict(cfg.to_dict()).mobilenet_taps == (3, 6, 13)  # JSON lists come back as tuples

@@ -143,3 +143,15 @@ def test_cli_end_to_end(tmp_path):
     r2 = cli.main(["--checkpoint", str(ckpt), "--data", str(tmp_path / "fit"), "--split-fit", "14", "--rotate", "15",
                    "--no-progress", "--batch-size", "20"])
     assert r2["num_fit"] == 14 and r2["num_test"] == 6
+
+
+def test_limit_dataset_spreads_its_picks_over_the_whole_set():
+    """A prefix of a path-sorted folder can be one sub-collection only: the picks must span the set."""
+    from partdisc_core.evaluation import limit_dataset
+
+    data = list(range(100))
+    picked = [data[i] for i in limit_dataset(data, 5).indices]
+    assert picked == [0, 25, 50, 74, 99]
+    assert limit_dataset(data, 100) is data and limit_dataset(data, None) is data
+    with pytest.raises(ValueError):
+        limit_dataset(data, 0)

@@ -16,6 +16,7 @@ FACES = Path(__file__).resolve().parents[2] / "shared" / "data" / "faces"
 # Floors a little under the card's figures (checkpoints/README.md): a worse checkpoint fails them.
 PORTRAIT_MIN_PSNR, PORTRAIT_MIN_SWAP = 14.0, 0.35
 DEV_MIN_NMI, DEV_MIN_ARI, DEV_MIN_PSNR, DEV_MIN_SWAP = 60.0, 55.0, 18.0, 0.4
+MTFL_MAX_NME_RATIO, MTFL_MIN_NMI = 0.8, 55.0   # card: 0.69 x and 65.5; the scratch model 0.85 x and 36.7
 
 
 @pytest.fixture(scope="module")
@@ -39,6 +40,8 @@ def test_shipped_checkpoint_is_small_fp16_safetensors_with_card():
     assert weights.stat().st_size < 30e6
     cfg, state, meta = read_checkpoint(DEFAULT_CHECKPOINT)
     assert cfg.num_parts == 8 and cfg.encoder == "mobilenetv2" and cfg.image_size == 128
+    # the cheap encoder input: the 128-px image itself, stride-4/8/16 taps (not 256 px, 4x the work)
+    assert cfg.encoder_image_size == 128 and cfg.mobilenet_taps == (3, 6, 13)
     assert any(k.startswith("encoder.backbone.") for k in state)  # the frozen network travels with it
     assert {t.dtype for t in state.values() if t.is_floating_point()} == {torch.float16}
     assert (DEFAULT_CHECKPOINT.parent / "README.md").is_file()
@@ -106,3 +109,20 @@ def test_shipped_model_beats_an_untrained_one_on_real_faces(shipped):
     fidelity = reconstruction_metrics(shipped, test, batch_size=50)
     print(f"[shipped] celeba_dev fidelity: {fidelity}")
     assert fidelity["psnr"] > DEV_MIN_PSNR and fidelity["swap_transfer"] > DEV_MIN_SWAP, fidelity
+
+
+@pytest.mark.skipif(not (FACES / "mtfl_train" / "landmarks.csv").is_file(), reason="no ../shared faces")
+def test_shipped_model_parts_give_landmarks_on_unseen_mtfl_faces(shipped):
+    """The card's MTFL hold-out (never trained on), with a fit set of 500 training faces spread over
+    both sub-collections: parts consistent at the landmarks and a landmark error well under the
+    mean shape's."""
+    from partdisc_core.data import build_dataset
+    from partdisc_core.evaluation import evaluate_landmarks, limit_dataset
+
+    root = FACES / "mtfl_train"
+    fit = limit_dataset(build_dataset("landmarks", root, split="train", image_size=128, holdout_percent=5), 500)
+    test = build_dataset("landmarks", root, split="holdout", image_size=128, holdout_percent=5)
+    r = evaluate_landmarks(shipped, fit, test, batch_size=64)
+    print(f"\n[shipped] MTFL hold-out, fit 500: {r}")
+    assert r["nmi"] > MTFL_MIN_NMI, r
+    assert r["nme"] < MTFL_MAX_NME_RATIO * r["nme_mean_shape"], r

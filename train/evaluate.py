@@ -45,8 +45,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     g.add_argument("--test-split", default="test", help="with --dataset: split that is evaluated (test)")
     g.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                    help="with --dataset: a dataset option, e.g. classes=1 for CUB-1 (repeatable)")
-    p.add_argument("--num-fit", type=int, help="use only the first N fit images")
-    p.add_argument("--num-test", type=int, help="use only the first N test images")
+    p.add_argument("--num-fit", type=int, help="use only N fit images, spread evenly over the fit set")
+    p.add_argument("--num-test", type=int, help="use only N test images, spread evenly over the test set")
     p.add_argument("--rotate", type=float, default=0.0, help="rotate the test images by DEG degrees (Table 7)")
     p.add_argument("--fill", choices=["border", "zeros"], default="border", help="pixels rotated in from outside")
     p.add_argument("--ridge", type=float, default=0.0, help="small ridge penalty for the regressor (0 = least squares)")

@@ -215,7 +215,8 @@ def resolve_config(argv: list[str] | None = None) -> TrainConfig:
     if args.encoder is not None:
         if args.encoder != "resnet" and cfg.model.encoder != args.encoder:
             cfg.model = PartDiscConfig.preset(args.encoder, **{k: v for k, v in cfg.model.to_dict().items()
-                                                         if k not in ("encoder", "encoder_image_size", "lambda_con")})
+                                                         if k not in ("encoder", "encoder_image_size", "mobilenet_taps",
+                                                                       "lambda_con")})
         model_over.append(f"encoder={args.encoder}")
     items = [f"model.{m}" for m in model_over] + [f"augment.{a}" for a in args.augment] + list(args.set)
     return apply_settings(cfg, items)

@@ -55,7 +55,7 @@ def find_state(out: Path) -> Path | None:
 
 
 ARCHITECTURE_KEYS = ("num_parts", "num_classes", "encoder", "resnet_cut", "dino_model", "dino_head_kernel",
-                     "encoder_head_width", "image_size", "feature_dim", "patch_size", "width", "depth", "heads",
+                     "encoder_head_width", "mobilenet_taps", "image_size", "feature_dim", "patch_size", "width", "depth", "heads",
                      "mlp_dim", "decoder_channels", "decoder_final_kernel")
 """Config fields that decide the shapes of the trained weights."""
 
