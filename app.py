@@ -66,6 +66,9 @@ G describes one consistent region, so the parts emerge; extra losses keep each p
 of a sensible size (area loss with alpha, eq. 6), and different faces' parts distinct (eq. 8).
 
 * **Overlay**: every pixel coloured by its most likely part (or mixed by V in soft mode).
+* **White dots** (when the checkpoint has `landmarks.json`): eyes, nose and mouth corners predicted
+  from the parts' centroids by a linear map (the paper's landmark evaluation); a part whose centroid lies
+  near one is named after it in the legend.
 * **Soft part maps**: V for each part, 0 (dark) to 1 (yellow).
 * **Attention maps**: where each part token looks in the image, averaged over the PartFormer's heads
   and layers (Fig. 1 of the paper).

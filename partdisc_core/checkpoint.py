@@ -11,6 +11,7 @@ import json
 import os
 import re
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +91,10 @@ def save_model(model: PartDiscModel, path: str | Path, dtype: torch.dtype | None
     _atomic_write(weights, lambda tmp: save_file(state, tmp, metadata=meta))
     config_path = weights.with_name(CONFIG_NAME) if path.suffix != ".safetensors" else weights.with_suffix(".json")
     _atomic_write(config_path, lambda tmp: Path(tmp).write_text(config_text + "\n"))
+    if getattr(model, "landmarks", None) is not None and path.suffix != ".safetensors":
+        from .keypoints import save_part_landmarks
+
+        save_part_landmarks(model.landmarks, path)
     return weights.parent if path.suffix != ".safetensors" else weights
 
 
@@ -110,7 +115,12 @@ def _resolve(source: str | Path | None, revision: str | None) -> Path:
         try:
             from huggingface_hub import hf_hub_download
 
-            return Path(hf_hub_download(text, WEIGHTS_NAME, revision=revision))
+            weights = Path(hf_hub_download(text, WEIGHTS_NAME, revision=revision))
+            try:  # the optional landmarks-from-parts map, into the same snapshot folder
+                hf_hub_download(text, "landmarks.json", revision=revision)
+            except Exception:
+                pass
+            return weights
         except Exception as exc:  # offline, missing repo, missing file ...
             raise CheckpointError(
                 f"{text!r} is no local folder or file, and could not fetch {WEIGHTS_NAME} of hub repo {text!r} "
@@ -197,7 +207,20 @@ def load_model(source: str | Path | None = None, device: str | torch.device = "c
     model.cfg = cfg
     load_weights(model, state, meta,
                  "the weights do not fit the checkpoint's config (was it saved with another config or edited?)")
+    model.landmarks = _landmarks_beside(_resolve(source, revision), cfg.num_parts)
     return model.to(device).eval()
+
+
+def _landmarks_beside(weights: Path, num_parts: int):
+    """The ``landmarks.json`` next to a checkpoint's weights, or None. A damaged one is left out with a
+    warning: the parts do not depend on it."""
+    from .keypoints import load_part_landmarks
+
+    try:
+        return load_part_landmarks(weights.parent, num_parts)
+    except ValueError as exc:
+        warnings.warn(f"landmarks left out: {exc}")
+        return None
 
 
 __all__ = ["save_model", "load_model", "read_checkpoint", "CheckpointError", "DEFAULT_CHECKPOINT"]

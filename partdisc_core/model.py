@@ -98,6 +98,8 @@ class PartDiscModel(nn.Module):
         nn.init.normal_(self.partformer.part_tokens, std=0.02)
         self.register_buffer("mean", torch.tensor(cfg.mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(cfg.std).view(1, 3, 1, 1), persistent=False)
+        self.landmarks = None
+        """Landmarks from the parts (``keypoints.PartLandmarks``), when the checkpoint has them."""
 
     # --- helpers ---------------------------------------------------------------------------------
     @property

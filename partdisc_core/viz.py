@@ -35,6 +35,7 @@ __all__ = [
     "stack_rows",
     "titled_grid",
     "with_legend",
+    "draw_points",
     "pad_top",
     "save_png",
     "to_numpy",
@@ -391,11 +392,12 @@ def stack_rows(rows, pad: int = 6, pad_value: int = 255) -> np.ndarray:
     return out
 
 
-def with_legend(image, num_parts: int, height: int = 24, gap: int = 4) -> np.ndarray:
+def with_legend(image, num_parts: int, height: int = 24, gap: int = 4,
+                names: Optional[Sequence[str]] = None) -> np.ndarray:
     """Stack the colour legend under ``image`` (both centred; the canvas widens if the legend is
-    wider than the image)."""
+    wider than the image). ``names``: as in :func:`legend_image`."""
     image = _as_image_uint8(image)
-    legend = legend_image(num_parts, height=height)
+    legend = legend_image(num_parts, names=names, height=height)
     w = max(image.shape[1], legend.shape[1])
     out = np.full((image.shape[0] + legend.shape[0] + gap, w, 3), 255, np.uint8)
     x = (w - image.shape[1]) // 2
@@ -403,6 +405,18 @@ def with_legend(image, num_parts: int, height: int = 24, gap: int = 4) -> np.nda
     x = (w - legend.shape[1]) // 2
     out[image.shape[0] + gap:, x:x + legend.shape[1]] = legend
     return out
+
+
+def draw_points(image, points, radius: int = 4, fill=(255, 255, 255), outline=(20, 20, 20)) -> np.ndarray:
+    """Dots at ``points`` (L, 2) in pixel (x, y) of ``image`` (H, W, 3): a light disc with a dark
+    ring, visible on any part colour. Returns a new uint8 image."""
+    canvas = Image.fromarray(_as_image_uint8(image))
+    draw = ImageDraw.Draw(canvas)
+    r = max(1, int(radius))
+    for x, y in np.asarray(points, dtype=np.float64).reshape(-1, 2):
+        if np.isfinite(x) and np.isfinite(y):
+            draw.ellipse([x - r, y - r, x + r, y + r], fill=tuple(fill), outline=tuple(outline), width=max(1, r // 3))
+    return np.asarray(canvas)
 
 
 def pad_top(image, pad: int = 28, pad_value: int = 255) -> np.ndarray:

@@ -126,3 +126,16 @@ def test_shipped_model_parts_give_landmarks_on_unseen_mtfl_faces(shipped):
     print(f"\n[shipped] MTFL hold-out, fit 500: {r}")
     assert r["nmi"] > MTFL_MIN_NMI, r
     assert r["nme"] < MTFL_MAX_NME_RATIO * r["nme_mean_shape"], r
+
+
+def test_shipped_model_places_landmarks_from_its_parts(shipped, astronaut_face, hopper_face):
+    """landmarks.json ships beside the weights: on both public-domain faces the predicted points are
+    in a face's order (eyes above the nose above the mouth, left before right) and inside the face."""
+    from partdisc_core.keypoints import predict_landmarks
+
+    assert shipped.landmarks is not None and shipped.landmarks.names[0] == "left eye"
+    maps = shipped.predict([astronaut_face, hopper_face], return_attention=False, output_size=128).masks
+    for (le, re, nose, lm, rm) in predict_landmarks(shipped.landmarks, maps):
+        assert le[0] < re[0] and lm[0] < rm[0]
+        assert max(le[1], re[1]) < nose[1] < min(lm[1], rm[1])
+        assert 20 < np.linalg.norm(le - re) < 70          # a face of the 128-px crop, not a collapse

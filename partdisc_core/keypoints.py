@@ -1,0 +1,127 @@
+"""Landmarks predicted from the parts: the evaluation's linear regressor (§4.2, soft centroids of the
+K foreground maps V_1..V_K -> L landmarks) saved with a checkpoint as ``landmarks.json``.
+
+* :func:`fit_part_landmarks` fits it on images with annotated landmarks, in the model's square input
+  frame (``image_size`` pixels), so it applies to any picture the model sees.
+* :func:`save_part_landmarks` / :func:`load_part_landmarks` write and read ``landmarks.json``
+  (``load_model`` attaches it as ``model.landmarks``; ``save_model`` writes it back).
+* :func:`predict_landmarks` maps part maps to landmarks; :func:`part_landmark_names` names each part
+  after the landmark its centroid lies nearest to ("part 3, near the left eye"), when it lies near one.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from .metrics import LandmarkRegressor, apply_landmark_regressor, fit_landmark_regressor, soft_centroids
+
+LANDMARKS_NAME = "landmarks.json"
+FIVE_POINTS = ("left eye", "right eye", "nose", "left mouth corner", "right mouth corner")
+"""The 5-point layout of CelebA / MAFL / MTFL / AFLW; "left" is the image's left."""
+FORMAT = "partdisc-landmarks-1"
+
+
+@dataclass
+class PartLandmarks:
+    """A fitted centroid -> landmark map for a model with ``num_parts`` parts, in a ``frame`` x
+    ``frame`` pixel frame (the model's ``image_size``). ``fitted_on`` and ``scores`` say where it
+    was fitted and how well it did on held-out images (NME in percent of the inter-ocular distance)."""
+
+    regressor: LandmarkRegressor
+    names: tuple[str, ...]
+    num_parts: int
+    frame: int
+    fitted_on: str = ""
+    scores: dict | None = None
+
+    def __post_init__(self) -> None:
+        self.names = tuple(self.names)
+        w = self.regressor.weights
+        if w.shape != (2 * self.num_parts + 1, 2 * len(self.names)):
+            raise ValueError(f"landmark weights of shape {w.shape} do not fit {self.num_parts} parts and "
+                             f"{len(self.names)} landmarks (expected {(2 * self.num_parts + 1, 2 * len(self.names))})")
+        if not np.isfinite(w).all():
+            raise ValueError("landmark weights must be finite")
+
+
+def part_centroids(maps: Any, num_parts: int) -> np.ndarray:
+    """Soft centroids (B, K, 2) in pixels of the maps' frame, of the K foreground maps of V
+    (B, K+1, S, S) or (K+1, S, S)."""
+    m = torch.as_tensor(np.asarray(maps) if not torch.is_tensor(maps) else maps).float()
+    if m.ndim == 3:
+        m = m[None]
+    if m.ndim != 4 or m.shape[1] != num_parts + 1:
+        raise ValueError(f"part maps must be (B, {num_parts + 1}, S, S), got {tuple(m.shape)}")
+    return soft_centroids(m[:, :num_parts]).cpu().numpy()
+
+
+def fit_part_landmarks(maps: Any, landmarks: Any, num_parts: int, frame: int,
+                       names: Sequence[str] = FIVE_POINTS, fitted_on: str = "") -> PartLandmarks:
+    """Least squares from the centroids of ``maps`` (N, K+1, S, S) at ``frame`` pixels to
+    ``landmarks`` (N, L, 2) in the same frame."""
+    lm = np.asarray(landmarks, np.float64)
+    if lm.ndim != 3 or lm.shape[1] != len(names):
+        raise ValueError(f"landmarks must be (N, {len(names)}, 2), got {lm.shape}")
+    regressor = fit_landmark_regressor(part_centroids(maps, num_parts), lm)
+    return PartLandmarks(regressor, tuple(names), num_parts, int(frame), fitted_on)
+
+
+def predict_landmarks(head: PartLandmarks, maps: Any) -> np.ndarray:
+    """Landmarks (B, L, 2) in pixels of the maps' own frame, from part maps V (B or none, K+1, s, s)."""
+    m = np.asarray(maps) if not torch.is_tensor(maps) else maps
+    side = m.shape[-1]
+    points = apply_landmark_regressor(head.regressor, part_centroids(m, head.num_parts) * (head.frame / side))
+    return points * (side / head.frame)
+
+
+def part_landmark_names(head: PartLandmarks, maps: Any, near: float = 0.35) -> list[str | None]:
+    """For one image's maps (K+1, s, s): each part's nearest predicted landmark, when its centroid
+    lies within ``near`` x the distance between the first two landmarks (the eyes), else None."""
+    centroids = part_centroids(maps, head.num_parts)[0]                # (K, 2)
+    points = predict_landmarks(head, maps)[0]                           # (L, 2)
+    scale = max(float(np.linalg.norm(points[0] - points[1])), 1e-6) if len(points) > 1 else float(maps.shape[-1])
+    dist = np.linalg.norm(centroids[:, None] - points[None], axis=-1)   # (K, L)
+    nearest = dist.argmin(1)
+    return [head.names[j] if dist[k, j] <= near * scale else None for k, j in enumerate(nearest)]
+
+
+def save_part_landmarks(head: PartLandmarks, folder: str | Path) -> Path:
+    """Write ``landmarks.json`` into a checkpoint folder (atomic)."""
+    from .checkpoint import _atomic_write
+
+    record = {"format": FORMAT, "names": list(head.names), "num_parts": head.num_parts, "frame": head.frame,
+              "weights": head.regressor.weights.tolist(), "fitted_on": head.fitted_on, "scores": head.scores or {}}
+    path = Path(folder) / LANDMARKS_NAME
+    _atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(record, indent=1) + "\n"))
+    return path
+
+
+def load_part_landmarks(folder: str | Path, num_parts: int) -> PartLandmarks | None:
+    """``landmarks.json`` of a checkpoint folder, or None when there is none. A file that is not
+    valid JSON of this format, or made for another number of parts, raises ValueError."""
+    path = Path(folder) / LANDMARKS_NAME
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text())
+        if not isinstance(record, dict) or record.get("format") != FORMAT:
+            found = record.get("format") if isinstance(record, dict) else type(record).__name__
+            raise ValueError(f"format {found!r}, expected {FORMAT!r}")
+        weights = np.asarray(record["weights"], np.float64)
+        names = tuple(str(n) for n in record["names"])
+        head = PartLandmarks(LandmarkRegressor(weights, len(names)), names, int(record["num_parts"]),
+                             int(record["frame"]), str(record.get("fitted_on", "")), record.get("scores") or None)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"{path} is not a landmark file of this version: {exc}") from exc
+    if head.num_parts != num_parts:
+        raise ValueError(f"{path} was fitted for {head.num_parts} parts, the model has {num_parts}")
+    return head
+
+
+__all__ = ["FIVE_POINTS", "LANDMARKS_NAME", "PartLandmarks", "fit_part_landmarks", "load_part_landmarks",
+           "part_centroids", "part_landmark_names", "predict_landmarks", "save_part_landmarks"]
