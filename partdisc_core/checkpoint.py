@@ -98,8 +98,8 @@ def save_model(model: PartDiscModel, path: str | Path, dtype: torch.dtype | None
     return weights.parent if path.suffix != ".safetensors" else weights
 
 
-def _resolve(source: str | Path | None, revision: str | None) -> Path:
-    """A local weight file for a folder, a file or a hub repo id."""
+def resolve_weights(source: str | Path | None, revision: str | None = None) -> Path:
+    """A local weight file for a folder, a file or a hub repo id (the shipped model for None)."""
     if source is None:
         source = DEFAULT_CHECKPOINT
     path = Path(source).expanduser()
@@ -136,7 +136,7 @@ def read_checkpoint(source: str | Path | None = None, revision: str | None = Non
     """Config, tensors and metadata of a checkpoint, without building a model."""
     from safetensors import safe_open
 
-    weights = _resolve(source, revision)
+    weights = resolve_weights(source, revision)
     try:
         with safe_open(str(weights), framework="pt") as f:
             meta = dict(f.metadata() or {})
@@ -207,7 +207,7 @@ def load_model(source: str | Path | None = None, device: str | torch.device = "c
     model.cfg = cfg
     load_weights(model, state, meta,
                  "the weights do not fit the checkpoint's config (was it saved with another config or edited?)")
-    model.landmarks = _landmarks_beside(_resolve(source, revision), cfg.num_parts)
+    model.landmarks = _landmarks_beside(resolve_weights(source, revision), cfg.num_parts)
     return model.to(device).eval()
 
 
@@ -223,4 +223,4 @@ def _landmarks_beside(weights: Path, num_parts: int):
         return None
 
 
-__all__ = ["save_model", "load_model", "read_checkpoint", "CheckpointError", "DEFAULT_CHECKPOINT"]
+__all__ = ["save_model", "load_model", "read_checkpoint", "resolve_weights", "CheckpointError", "DEFAULT_CHECKPOINT"]

@@ -120,12 +120,17 @@ class MobileNetEncoder(nn.Module):
                 m.inplace = False  # the tapped outputs must survive the later blocks
         k = cfg.dino_head_kernel
         width = cfg.encoder_head_width
-        channels = sum(_block_channels(self.backbone[t]) for t in self.taps)
+        channels = sum(self.tap_channels())
         self.head = nn.Sequential(
             nn.Conv2d(channels, width, 1), nn.BatchNorm2d(width), nn.ReLU(inplace=True),
             nn.Conv2d(width, width, k, padding=k // 2), nn.BatchNorm2d(width), nn.ReLU(inplace=True),
             nn.Conv2d(width, cfg.feature_dim, k, padding=k // 2),
         )
+
+    def tap_channels(self) -> list[int]:
+        """Channels of each tapped block's output, in tap order (their concatenation feeds the head)."""
+        return [[m for m in self.backbone[t].modules() if isinstance(m, nn.Conv2d)][-1].out_channels
+                for t in self.taps]
 
     def train(self, mode: bool = True) -> "MobileNetEncoder":
         super().train(mode)
@@ -146,11 +151,6 @@ class MobileNetEncoder(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.tokens(x))
-
-
-def _block_channels(block: nn.Module) -> int:
-    """Output channels of a MobileNetV2 block: those of its last convolution."""
-    return [m for m in block.modules() if isinstance(m, nn.Conv2d)][-1].out_channels
 
 
 def build_encoder(cfg: PartDiscConfig) -> nn.Module:

@@ -47,11 +47,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def tap_slices(encoder: MobileNetEncoder) -> dict[int, slice]:
     """Input channels of the head's first convolution that each tapped block fills."""
-    from partdisc_core.encoders import _block_channels
-
     out, start = {}, 0
-    for t in encoder.taps:
-        width = _block_channels(encoder.backbone[t])
+    for t, width in zip(encoder.taps, encoder.tap_channels()):
         out[t] = slice(start, start + width)
         start += width
     return out

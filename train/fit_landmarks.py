@@ -20,7 +20,7 @@ import torch
 from torch.utils.data import ConcatDataset, DataLoader, Subset
 
 from partdisc_core import load_model
-from partdisc_core.checkpoint import _resolve
+from partdisc_core.checkpoint import resolve_weights
 from partdisc_core.data import build_dataset
 from partdisc_core.evaluation import limit_dataset
 from partdisc_core.keypoints import fit_part_landmarks, predict_landmarks, save_part_landmarks
@@ -74,7 +74,7 @@ def main(argv=None) -> dict:
     for spec in args.score:
         maps, points = maps_and_landmarks(model, select(spec, size, args.holdout_percent), args.batch_size)
         head.scores[spec] = round(float(nme(predict_landmarks(head, maps), points)), 2)
-    path = save_part_landmarks(head, _resolve(args.checkpoint, None).parent)
+    path = save_part_landmarks(head, resolve_weights(args.checkpoint).parent)
     print(f"fitted on {len(fit)} images ({head.fitted_on}); NME (% inter-ocular): {head.scores}; wrote {path}")
     return head.scores
 
