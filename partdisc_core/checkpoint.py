@@ -134,9 +134,13 @@ def resolve_weights(source: str | Path | None, revision: str | None = None) -> P
 def read_checkpoint(source: str | Path | None = None, revision: str | None = None
                     ) -> tuple[PartDiscConfig, dict[str, torch.Tensor], dict[str, str]]:
     """Config, tensors and metadata of a checkpoint, without building a model."""
+    return _read(resolve_weights(source, revision))
+
+
+def _read(weights: Path) -> tuple[PartDiscConfig, dict[str, torch.Tensor], dict[str, str]]:
+    """Config, tensors and metadata of a local weight file."""
     from safetensors import safe_open
 
-    weights = resolve_weights(source, revision)
     try:
         with safe_open(str(weights), framework="pt") as f:
             meta = dict(f.metadata() or {})
@@ -191,7 +195,8 @@ def load_model(source: str | Path | None = None, device: str | torch.device = "c
     ``expect``: raise if the checkpoint's architecture differs from this config. ``config_overrides``
     change settings that do not touch the weights (e.g. ``interpolate_features=False``,
     ``dino_weights="/path/dino.pth"``)."""
-    cfg, state, meta = read_checkpoint(source, revision)
+    weights = resolve_weights(source, revision)   # once: a hub id is looked up once
+    cfg, state, meta = _read(weights)
     if config_overrides:
         cfg = cfg.replace(**config_overrides)
     if expect is not None:
@@ -207,7 +212,7 @@ def load_model(source: str | Path | None = None, device: str | torch.device = "c
     model.cfg = cfg
     load_weights(model, state, meta,
                  "the weights do not fit the checkpoint's config (was it saved with another config or edited?)")
-    model.landmarks = _landmarks_beside(resolve_weights(source, revision), cfg.num_parts)
+    model.landmarks = _landmarks_beside(weights, cfg.num_parts)
     return model.to(device).eval()
 
 

@@ -24,7 +24,7 @@ import numpy as np
 
 from . import viz
 from .inputs import DecodedImage, ImageInputError, decode_image, resize, to_uint8
-from .keypoints import part_landmark_names, predict_landmarks
+from .keypoints import describe_parts
 from .viz import titled_grid, with_legend
 
 MAX_PIXELS = 50_000_000
@@ -266,9 +266,9 @@ class PartDiscDemo:
         head = getattr(self.model, "landmarks", None)
         if head is not None:  # landmarks from the parts (keypoints.py), drawn on the overlay
             side = a.masks.shape[-1]
-            points = predict_landmarks(head, a.masks)[0] * (overlay.shape[1] / side, overlay.shape[0] / side)
+            points, near = describe_parts(head, a.masks)
+            points = points * (overlay.shape[1] / side, overlay.shape[0] / side)
             overlay = viz.draw_points(overlay, points, radius=max(3, overlay.shape[0] // 90))
-            near = part_landmark_names(head, a.masks)
             names = [f"part {i + 1}" + (f" ({n})" if n else "") for i, n in enumerate(near)]
             status += (" White dots: the " + ", ".join(head.names) + " as predicted from the parts' centroids "
                        "(a linear map fitted on annotated faces); a part near one is named after it.")

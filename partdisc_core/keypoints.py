@@ -1,12 +1,13 @@
 """Landmarks predicted from the parts: the evaluation's linear regressor (§4.2, soft centroids of the
 K foreground maps V_1..V_K -> L landmarks) saved with a checkpoint as ``landmarks.json``.
 
-* :func:`fit_part_landmarks` fits it on images with annotated landmarks, in the model's square input
+* :func:`fit_part_landmarks` (:func:`fit_from_centroids`) fits it on images with annotated landmarks, in the model's square input
   frame (``image_size`` pixels), so it applies to any picture the model sees.
 * :func:`save_part_landmarks` / :func:`load_part_landmarks` write and read ``landmarks.json``
   (``load_model`` attaches it as ``model.landmarks``; ``save_model`` writes it back).
-* :func:`predict_landmarks` maps part maps to landmarks; :func:`part_landmark_names` names each part
-  after the landmark its centroid lies nearest to ("part 3, near the left eye"), when it lies near one.
+* :func:`predict_landmarks` maps part maps to landmarks; :func:`describe_parts` gives one image's
+  landmarks and names each part after the landmark its centroid lies nearest to ("part 3, near the
+  left eye"), when it lies near one.
 """
 from __future__ import annotations
 
@@ -52,42 +53,57 @@ class PartLandmarks:
 def part_centroids(maps: Any, num_parts: int) -> np.ndarray:
     """Soft centroids (B, K, 2) in pixels of the maps' frame, of the K foreground maps of V
     (B, K+1, S, S) or (K+1, S, S)."""
-    m = torch.as_tensor(np.asarray(maps) if not torch.is_tensor(maps) else maps).float()
+    m = maps.detach().float() if torch.is_tensor(maps) else np.asarray(maps, np.float64)
     if m.ndim == 3:
         m = m[None]
     if m.ndim != 4 or m.shape[1] != num_parts + 1:
         raise ValueError(f"part maps must be (B, {num_parts + 1}, S, S), got {tuple(m.shape)}")
-    return soft_centroids(m[:, :num_parts]).cpu().numpy()
+    c = soft_centroids(m[:, :num_parts])
+    return c.cpu().numpy() if torch.is_tensor(c) else c
+
+
+def fit_from_centroids(centroids: Any, landmarks: Any, num_parts: int, frame: int,
+                       names: Sequence[str] = FIVE_POINTS, fitted_on: str = "") -> PartLandmarks:
+    """Least squares from part centroids (N, K, 2) to ``landmarks`` (N, L, 2), both in pixels of a
+    ``frame`` x ``frame`` picture."""
+    lm = np.asarray(landmarks, np.float64)
+    if lm.ndim != 3 or lm.shape[1] != len(names):
+        raise ValueError(f"landmarks must be (N, {len(names)}, 2), got {lm.shape}")
+    return PartLandmarks(fit_landmark_regressor(centroids, lm), tuple(names), num_parts, int(frame), fitted_on)
 
 
 def fit_part_landmarks(maps: Any, landmarks: Any, num_parts: int, frame: int,
                        names: Sequence[str] = FIVE_POINTS, fitted_on: str = "") -> PartLandmarks:
-    """Least squares from the centroids of ``maps`` (N, K+1, S, S) at ``frame`` pixels to
-    ``landmarks`` (N, L, 2) in the same frame."""
-    lm = np.asarray(landmarks, np.float64)
-    if lm.ndim != 3 or lm.shape[1] != len(names):
-        raise ValueError(f"landmarks must be (N, {len(names)}, 2), got {lm.shape}")
-    regressor = fit_landmark_regressor(part_centroids(maps, num_parts), lm)
-    return PartLandmarks(regressor, tuple(names), num_parts, int(frame), fitted_on)
+    """:func:`fit_from_centroids` on the centroids of part maps (N, K+1, S, S) at ``frame`` pixels."""
+    return fit_from_centroids(part_centroids(maps, num_parts), landmarks, num_parts, frame, names, fitted_on)
+
+
+def landmarks_from_centroids(head: PartLandmarks, centroids: Any, side: int) -> np.ndarray:
+    """Landmarks (B, L, 2) from part centroids (B, K, 2), both in pixels of a ``side``-px picture."""
+    scale = head.frame / side
+    return apply_landmark_regressor(head.regressor, np.asarray(centroids) * scale) / scale
 
 
 def predict_landmarks(head: PartLandmarks, maps: Any) -> np.ndarray:
     """Landmarks (B, L, 2) in pixels of the maps' own frame, from part maps V (B or none, K+1, s, s)."""
-    m = np.asarray(maps) if not torch.is_tensor(maps) else maps
-    side = m.shape[-1]
-    points = apply_landmark_regressor(head.regressor, part_centroids(m, head.num_parts) * (head.frame / side))
-    return points * (side / head.frame)
+    return landmarks_from_centroids(head, part_centroids(maps, head.num_parts), maps.shape[-1])
+
+
+def describe_parts(head: PartLandmarks, maps: Any, near: float = 0.35) -> tuple[np.ndarray, list[str | None]]:
+    """For one image's maps (K+1, s, s): its landmarks (L, 2) and, for each part, the nearest
+    landmark's name when the part's centroid lies within ``near`` x the distance between the first
+    two landmarks (the eyes), else None."""
+    centroids = part_centroids(maps, head.num_parts)                    # (1, K, 2)
+    points = landmarks_from_centroids(head, centroids, maps.shape[-1])[0]  # (L, 2)
+    scale = max(float(np.linalg.norm(points[0] - points[1])), 1e-6) if len(points) > 1 else float(maps.shape[-1])
+    dist = np.linalg.norm(centroids[0][:, None] - points[None], axis=-1)   # (K, L)
+    nearest = dist.argmin(1)
+    return points, [head.names[j] if dist[k, j] <= near * scale else None for k, j in enumerate(nearest)]
 
 
 def part_landmark_names(head: PartLandmarks, maps: Any, near: float = 0.35) -> list[str | None]:
-    """For one image's maps (K+1, s, s): each part's nearest predicted landmark, when its centroid
-    lies within ``near`` x the distance between the first two landmarks (the eyes), else None."""
-    centroids = part_centroids(maps, head.num_parts)[0]                # (K, 2)
-    points = predict_landmarks(head, maps)[0]                           # (L, 2)
-    scale = max(float(np.linalg.norm(points[0] - points[1])), 1e-6) if len(points) > 1 else float(maps.shape[-1])
-    dist = np.linalg.norm(centroids[:, None] - points[None], axis=-1)   # (K, L)
-    nearest = dist.argmin(1)
-    return [head.names[j] if dist[k, j] <= near * scale else None for k, j in enumerate(nearest)]
+    """The part names of :func:`describe_parts`."""
+    return describe_parts(head, maps, near)[1]
 
 
 def save_part_landmarks(head: PartLandmarks, folder: str | Path) -> Path:
@@ -123,5 +139,6 @@ def load_part_landmarks(folder: str | Path, num_parts: int) -> PartLandmarks | N
     return head
 
 
-__all__ = ["FIVE_POINTS", "LANDMARKS_NAME", "PartLandmarks", "fit_part_landmarks", "load_part_landmarks",
-           "part_centroids", "part_landmark_names", "predict_landmarks", "save_part_landmarks"]
+__all__ = ["FIVE_POINTS", "LANDMARKS_NAME", "PartLandmarks", "describe_parts", "fit_from_centroids",
+           "fit_part_landmarks", "landmarks_from_centroids", "load_part_landmarks", "part_centroids",
+           "part_landmark_names", "predict_landmarks", "save_part_landmarks"]

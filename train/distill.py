@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import time
 from pathlib import Path
 
@@ -110,7 +111,7 @@ def main(argv=None) -> None:
             loss = nnf.mse_loss(features(student, images), target) / target.var().clamp_min(1e-8)
             progress = (time.monotonic() - start) / budget
             for group in optimizer.param_groups:   # cosine decay over the time budget
-                group["lr"] = args.lr * 0.5 * (1 + torch.cos(torch.tensor(min(progress, 1.0) * torch.pi)).item())
+                group["lr"] = args.lr * 0.5 * (1 + math.cos(min(progress, 1.0) * math.pi))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

@@ -23,7 +23,7 @@ from partdisc_core import load_model
 from partdisc_core.checkpoint import resolve_weights
 from partdisc_core.data import build_dataset
 from partdisc_core.evaluation import limit_dataset
-from partdisc_core.keypoints import fit_part_landmarks, predict_landmarks, save_part_landmarks
+from partdisc_core.keypoints import fit_from_centroids, landmarks_from_centroids, part_centroids, save_part_landmarks
 from partdisc_core.metrics import nme
 
 
@@ -53,14 +53,16 @@ def select(spec: str, size: int, holdout_percent: float):
 
 
 @torch.no_grad()
-def maps_and_landmarks(model, dataset, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Part maps (N, K+1, S, S) at the model's input size and landmarks (N, L, 2) in that frame."""
-    maps, points = [], []
+def centroids_and_landmarks(model, dataset, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Part centroids (N, K, 2) and landmarks (N, L, 2), both in the model's input frame (batch by
+    batch: the maps themselves are not kept)."""
+    cents, points = [], []
     for batch in DataLoader(dataset, batch_size=batch_size):
         size = batch["image"].shape[-1]
-        maps.append(model.predict(batch["image"], return_attention=False, output_size=size).masks.float().cpu())
-        points.append(batch["landmarks"].float())
-    return torch.cat(maps).numpy(), torch.cat(points).numpy()
+        maps = model.predict(batch["image"], return_attention=False, output_size=size).masks
+        cents.append(part_centroids(maps, model.cfg.num_parts))
+        points.append(batch["landmarks"].float().numpy())
+    return np.concatenate(cents), np.concatenate(points)
 
 
 def main(argv=None) -> dict:
@@ -68,12 +70,12 @@ def main(argv=None) -> dict:
     model = load_model(args.checkpoint)
     size = model.cfg.input_size
     fit = ConcatDataset([select(s, size, args.holdout_percent) for s in args.fit])
-    maps, points = maps_and_landmarks(model, fit, args.batch_size)
-    head = fit_part_landmarks(maps, points, model.cfg.num_parts, size, fitted_on=" + ".join(args.fit))
+    centroids, points = centroids_and_landmarks(model, fit, args.batch_size)
+    head = fit_from_centroids(centroids, points, model.cfg.num_parts, size, fitted_on=" + ".join(args.fit))
     head.scores = {}
     for spec in args.score:
-        maps, points = maps_and_landmarks(model, select(spec, size, args.holdout_percent), args.batch_size)
-        head.scores[spec] = round(float(nme(predict_landmarks(head, maps), points)), 2)
+        centroids, points = centroids_and_landmarks(model, select(spec, size, args.holdout_percent), args.batch_size)
+        head.scores[spec] = round(float(nme(landmarks_from_centroids(head, centroids, size), points)), 2)
     path = save_part_landmarks(head, resolve_weights(args.checkpoint).parent)
     print(f"fitted on {len(fit)} images ({head.fitted_on}); NME (% inter-ocular): {head.scores}; wrote {path}")
     return head.scores
