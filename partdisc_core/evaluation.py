@@ -32,7 +32,7 @@ from .metrics import (ContingencyAccumulator, apply_landmark_regressor, dense_la
 IGNORE_INDEX = 255
 
 __all__ = ["rotate_batch", "collect", "Collected", "evaluate_landmarks", "evaluate_masks", "evaluate",
-           "limit_dataset", "IGNORE_INDEX"]
+           "limit_dataset", "interleaved_split", "IGNORE_INDEX"]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -117,6 +117,22 @@ def limit_dataset(dataset: Dataset, num: int | None) -> Dataset:
         raise ValueError(f"need a positive number of images, got {num}")
     indices = np.linspace(0, len(dataset) - 1, int(num)).round().astype(int)
     return Subset(dataset, indices.tolist())
+
+
+def interleaved_split(dataset: Dataset, fit_every: int = 7, test_every: int = 14, test_offset: int = 3
+                      ) -> tuple[Dataset, Dataset]:
+    """Two disjoint subsets of one split, both spread over all of it: every ``fit_every``-th image
+    fits the landmark regressor, every ``test_every``-th from ``test_offset`` is measured. For
+    validating on a *training* split (e.g. MTFL's, whose hold-out stays untouched for the card),
+    where a prefix would be one sub-collection only (see :func:`limit_dataset`)."""
+    if min(fit_every, test_every) < 1 or test_offset < 0:
+        raise ValueError("fit_every and test_every must be >= 1 and test_offset >= 0")
+    fit = list(range(0, len(dataset), fit_every))
+    taken = set(fit)
+    test = [i for i in range(test_offset, len(dataset), test_every) if i not in taken]
+    if not fit or not test:
+        raise ValueError(f"a split of {len(dataset)} images is too small to interleave")
+    return Subset(dataset, fit), Subset(dataset, test)
 
 
 def _loader(dataset: Dataset, batch_size: int, num_workers: int) -> DataLoader:

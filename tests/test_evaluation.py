@@ -143,6 +143,10 @@ def test_cli_end_to_end(tmp_path):
     r2 = cli.main(["--checkpoint", str(ckpt), "--data", str(tmp_path / "fit"), "--split-fit", "14", "--rotate", "15",
                    "--no-progress", "--batch-size", "20"])
     assert r2["num_fit"] == 14 and r2["num_test"] == 6
+    # one split for fit and test (validation on a training split): interleaved, disjoint images
+    r3 = cli.main(["--checkpoint", str(ckpt), "--dataset", "landmarks", "--data-root", str(tmp_path / "fit"),
+                   "--fit-split", "train", "--test-split", "train", "--no-progress"])
+    assert r3["num_fit"] == 3 and r3["num_test"] == 2  # 0, 7, 14 fit; 3, 17 measured
 
 
 def test_limit_dataset_spreads_its_picks_over_the_whole_set():
@@ -155,3 +159,21 @@ def test_limit_dataset_spreads_its_picks_over_the_whole_set():
     assert limit_dataset(data, 100) is data and limit_dataset(data, None) is data
     with pytest.raises(ValueError):
         limit_dataset(data, 0)
+
+
+def test_interleaved_split_is_disjoint_and_spread():
+    """Validation on a training split: fit and measured images never overlap and both reach the end
+    of the split (not one sub-collection); evaluate.py uses it when fit and test name one split."""
+    from partdisc_core.evaluation import interleaved_split
+
+    data = list(range(100))
+    fit, test = interleaved_split(data)
+    assert fit.indices == list(range(0, 100, 7))
+    assert set(fit.indices).isdisjoint(test.indices) and test.indices[0] == 3
+    assert fit.indices[-1] >= 90 and test.indices[-1] >= 80
+    fit, test = interleaved_split(data, fit_every=2, test_every=1, test_offset=0)
+    assert test.indices == list(range(1, 100, 2))  # a measured image that also fits is dropped
+    with pytest.raises(ValueError, match="too small"):
+        interleaved_split([0])
+    with pytest.raises(ValueError, match=">= 1"):
+        interleaved_split(data, fit_every=0)

@@ -468,6 +468,31 @@ def test_training_learns_parts_on_synthetic_faces(tmp_path):
 # ------------------------------------------------------------------------------------------------
 # 7. time budget (--max-minutes), --init-from, the schedule, the bf16 step
 # ------------------------------------------------------------------------------------------------
+def test_second_validation_set_is_logged_and_can_select(tmp_path):
+    """--val2-root: a second landmarks folder (another framing) validated on its training split,
+    interleaved; its figures land in val.jsonl with a val2_ prefix and may select the kept model."""
+    from partdisc_core.synthetic import save_landmarks_folder
+
+    save_landmarks_folder(tmp_path / "val", 24, size=64, seed=0)
+    save_landmarks_folder(tmp_path / "val2", 70, size=64, seed=50)
+    out = tmp_path / "run"
+    train_in_process(["--config", "synthetic", "--batch-size", "4", "--max-steps", "4", "--eval-every", "2",
+                      "--val-root", str(tmp_path / "val"), "--val-fit", "14", "--val2-root", str(tmp_path / "val2"),
+                      "--set", "select_metric=val2_nme_ratio", "val_recon=false", "--sample-every", "1000",
+                      "--save-every", "1000", "--out", str(out), "--device", "cpu", *TINY_ARGS])
+    rows = [json.loads(line) for line in (out / "val.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [2, 4]
+    for r in rows:
+        assert r["val2_num_fit"] == 10 and r["val2_num_test"] == 5  # 0, 7 .. 63 fit; 3, 17 .. 59 measured
+        assert r["val2_nme_ratio"] == pytest.approx(r["val2_nme"] / r["val2_nme_mean_shape"])
+        assert "nmi" in r and "val2_nmi" in r
+    best = min(rows, key=lambda r: r["val2_nme_ratio"])  # lower is better for an NME
+    from partdisc_core.checkpoint import read_checkpoint
+
+    meta = read_checkpoint(out / "model.safetensors")[2]
+    assert json.loads(meta["step"]) == best["step"] and meta["selected_by"] == "val2_nme_ratio"
+
+
 def test_schedule_follows_time_and_ends_decayed():
     from schedule import Schedule
 

@@ -7,6 +7,10 @@
     # a benchmark in its official layout (docs/datasets.md): landmarks or masks, whatever it has
     python train/evaluate.py --checkpoint runs/cub --dataset cub --data-root CUB_200_2011 --rotate 30
     python train/evaluate.py --checkpoint runs/df --dataset deepfashion --data-root DeepFashion
+    # validation on a training split (never the hold-out): the same split for fit and test is
+    # interleaved into disjoint images (every 7th fits, every 14th from the 4th is measured)
+    python train/evaluate.py --dataset landmarks --data-root ../shared/data/faces/mtfl_train \
+        --option holdout_percent=5 --fit-split train --test-split train
 
 ``--checkpoint`` defaults to the shipped model. ``--rotate DEG`` rotates the test images (and their
 points / masks) about the centre before prediction (Table 7). Prints a table; ``--json`` also
@@ -42,7 +46,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                                      "landmarks")
     g.add_argument("--data-root", help="with --dataset: its folder")
     g.add_argument("--fit-split", default="train", help="with --dataset: split that fits the regressor (train)")
-    g.add_argument("--test-split", default="test", help="with --dataset: split that is evaluated (test)")
+    g.add_argument("--test-split", default="test", help="with --dataset: split that is evaluated (test); "
+                   "the same split as --fit-split is interleaved into disjoint fit / test images (validation)")
     g.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                    help="with --dataset: a dataset option, e.g. classes=1 for CUB-1 (repeatable)")
     p.add_argument("--num-fit", type=int, help="use only N fit images, spread evenly over the fit set")
@@ -103,10 +108,15 @@ def build_datasets(args, image_size: int):
     test = build_dataset(args.dataset, args.data_root, split=args.test_split, image_size=image_size, **opts)
     probe = test[0]
     fit = None
-    if "landmarks" in probe:
-        fit = build_dataset(args.dataset, args.data_root, split=args.fit_split, image_size=image_size, **opts)
     desc = {"dataset": args.dataset, "data_root": args.data_root, "test_split": args.test_split}
-    if fit is not None:
+    if "landmarks" in probe:
+        if args.fit_split == args.test_split:  # one split: disjoint, interleaved fit and test images
+            from partdisc_core.evaluation import interleaved_split
+
+            fit, test = interleaved_split(test)
+            desc["interleaved"] = "fit every 7th, test every 14th from the 4th"
+        else:
+            fit = build_dataset(args.dataset, args.data_root, split=args.fit_split, image_size=image_size, **opts)
         desc["fit_split"] = args.fit_split
     if opts:
         desc["options"] = opts

@@ -101,7 +101,8 @@ def log_losses(ctx: RunContext) -> None:
 def _better(metric: str, new: float, best: float | None) -> bool:
     if best is None or not math.isfinite(best):
         return math.isfinite(new)
-    return new < best if metric.startswith("nme") else new > best
+    lower_is_better = metric.removeprefix("val2_").startswith("nme")
+    return new < best if lower_is_better else new > best
 
 
 def make_validate(ctx: RunContext) -> Callable[[RunContext], None] | None:
@@ -114,6 +115,13 @@ def make_validate(ctx: RunContext) -> Callable[[RunContext], None] | None:
     from partdisc_core.fidelity import reconstruction_metrics
 
     fit, test = split_landmarks(cfg.val_root, cfg.model.input_size, min(cfg.val_fit, cfg.val_max - 1), cfg.val_max)
+    second = None
+    if cfg.val2_root:
+        from partdisc_core.data import build_dataset
+        from partdisc_core.evaluation import interleaved_split
+
+        second = interleaved_split(build_dataset("landmarks", cfg.val2_root, split="train",
+                                                 image_size=cfg.model.input_size, **cfg.dataset_options))
 
     def validate(ctx: RunContext) -> None:
         tic = time.monotonic()
@@ -122,6 +130,10 @@ def make_validate(ctx: RunContext) -> Callable[[RunContext], None] | None:
             metrics = evaluate_landmarks(ctx.model, fit, test, batch_size=64)
             if cfg.val_recon:
                 metrics.update(reconstruction_metrics(ctx.model, test, batch_size=64))
+            if second is not None:
+                extra = evaluate_landmarks(ctx.model, *second, batch_size=64)
+                extra["nme_ratio"] = extra["nme"] / extra["nme_mean_shape"]
+                metrics.update({f"val2_{k}": v for k, v in extra.items()})
         finally:
             ctx.model.train()
         value = metrics.get(cfg.select_metric, float("nan"))

@@ -28,6 +28,12 @@ class TrainConfig:
     regressor, the rest measure it. Never pass a test split here."""
     val_fit: int = 300
     val_max: int = 500
+    val2_root: str | None = None
+    """A second landmarks folder measured at each validation, for another framing (e.g. MTFL's
+    loose crops): its *training* split under ``dataset_options``' hold-out (so the held-out images
+    stay untouched), interleaved into disjoint fit / measure images
+    (``partdisc_core.evaluation.interleaved_split``). Logged in val.jsonl with a ``val2_`` prefix,
+    ``val2_nme_ratio`` (NME / mean-shape NME) included; ``select_metric`` may name any of them."""
     select_metric: str = "nmi"
     val_recon: bool = True
     """Also measure reconstruction PSNR, swap transfer and G cosine at each validation (logged in
@@ -119,6 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-root", action="append", help="dataset folder; repeat to concatenate several")
     p.add_argument("--val-root", help="landmarks folder used for model selection (never the test split)")
     p.add_argument("--val-fit", type=int, help="images of --val-root that fit the landmark regressor")
+    p.add_argument("--val2-root", help="a second landmarks folder validated on its training split (another framing)")
     p.add_argument("--num-parts", type=int, help="K, the number of foreground parts")
     p.add_argument("--encoder", choices=["resnet", "dino", "mobilenetv2"], help="feature-map encoder")
     p.add_argument("--batch-size", type=int)
@@ -189,7 +196,7 @@ def resolve_config(argv: list[str] | None = None) -> TrainConfig:
         cfg = TrainConfig.from_json(path)
     if args.resume and args.out and (Path(args.out) / "train_config.json").is_file() and not args.config:
         cfg = TrainConfig.from_json(Path(args.out) / "train_config.json")
-    simple = {"dataset": "dataset", "val_root": "val_root", "val_fit": "val_fit", "batch_size": "batch_size",
+    simple = {"dataset": "dataset", "val_root": "val_root", "val2_root": "val2_root", "val_fit": "val_fit", "batch_size": "batch_size",
               "max_steps": "max_steps", "max_minutes": "max_minutes", "init_from": "init_from", "lr": "lr", "num_workers": "num_workers", "device": "device", "out": "out",
               "seed": "seed", "save_every": "save_every", "eval_every": "eval_every",
               "sample_every": "sample_every", "log_every": "log_every", "compile": "compile"}
