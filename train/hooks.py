@@ -101,7 +101,7 @@ def log_losses(ctx: RunContext) -> None:
 def _better(metric: str, new: float, best: float | None) -> bool:
     if best is None or not math.isfinite(best):
         return math.isfinite(new)
-    lower_is_better = metric.removeprefix("val2_").startswith("nme")
+    lower_is_better = "nme" in metric.split("_")  # any landmark error: nme, val2_nme_ratio, ...
     return new < best if lower_is_better else new > best
 
 
