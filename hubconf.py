@@ -14,18 +14,24 @@ dependencies = ["torch", "torchvision", "timm", "safetensors", "numpy", "PIL", "
 """Modules torch.hub checks before loading (import names: ``PIL`` is the pillow package)."""
 
 
+def _shipped(name: str, pretrained: bool, device: str, config_overrides: dict):
+    from partdisc_core import PartDiscModel, load_model, read_checkpoint
+    from partdisc_core.checkpoint import shipped_checkpoint
+
+    folder = shipped_checkpoint(name)
+    if pretrained:
+        return load_model(folder, device=device, **config_overrides)
+    cfg, _, _ = read_checkpoint(folder)
+    if config_overrides:
+        cfg = cfg.replace(**config_overrides)
+    return PartDiscModel(cfg).to(device).eval()
+
+
 def faces_k8(pretrained: bool = True, device: str = "cpu", **config_overrides):
     """The shipped face model (checkpoints/faces-k8: K = 8 parts + background, 128-px input), in
     eval mode, ready for ``predict``. ``pretrained=False``: the same architecture, randomly
     initialised. ``config_overrides`` change settings that do not touch the weights."""
-    from partdisc_core import DEFAULT_CHECKPOINT, PartDiscModel, load_model, read_checkpoint
-
-    if pretrained:
-        return load_model(DEFAULT_CHECKPOINT, device=device, **config_overrides)
-    cfg, _, _ = read_checkpoint(DEFAULT_CHECKPOINT)
-    if config_overrides:
-        cfg = cfg.replace(**config_overrides)
-    return PartDiscModel(cfg).to(device).eval()
+    return _shipped("faces-k8", pretrained, device, config_overrides)
 
 
 def partdisc(checkpoint: str | None = None, device: str = "cpu", revision: str | None = None, **config_overrides):

@@ -20,7 +20,7 @@ import torch  # noqa: E402
 
 from partdisc_core import PartDiscConfig, PartDiscModel, load_model  # noqa: E402
 from partdisc_core.augment import PairedViews  # noqa: E402
-from partdisc_core.checkpoint import DEFAULT_CHECKPOINT  # noqa: E402
+from partdisc_core.checkpoint import DEFAULT_CHECKPOINT, shipped_checkpoint  # noqa: E402
 from partdisc_core.inputs import portrait, resize_tensor  # noqa: E402
 from partdisc_core.model import CPU_BF16_PROBES  # noqa: E402
 from partdisc_core.testing import TINY  # noqa: E402
@@ -206,7 +206,7 @@ def resnet_checkpoint(args) -> str | None:
         return None
     if args.checkpoint:
         return args.checkpoint
-    scratch = Path(DEFAULT_CHECKPOINT).parent / "faces-k8-scratch"
+    scratch = shipped_checkpoint("faces-k8-scratch")
     return str(scratch) if (scratch / "model.safetensors").is_file() else None
 
 

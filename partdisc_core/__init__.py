@@ -8,7 +8,7 @@
 from .checkpoint import DEFAULT_CHECKPOINT, CheckpointError, load_model, read_checkpoint, save_model
 from .config import PartDiscConfig, apply_overrides
 from .inputs import ImageInputError, read_image, to_image_tensors, to_uint8
-from .losses import ArcFace, PartDiscLoss, area_loss, concentration_loss
+from .losses import ArcFace, PartDiscLoss, area_loss, concentration_loss, swap_colour_loss
 from .model import PartDiscModel, Prediction, SwapResult, TrainOutput, part_probabilities, synthesize
 
 __version__ = "0.1.0"
@@ -17,5 +17,5 @@ __all__ = [
     "ArcFace", "CheckpointError", "DEFAULT_CHECKPOINT", "ImageInputError", "PartDiscConfig", "PartDiscLoss",
     "PartDiscModel", "Prediction", "SwapResult", "TrainOutput", "apply_overrides", "area_loss",
     "concentration_loss", "load_model", "part_probabilities", "read_checkpoint", "read_image", "save_model",
-    "synthesize", "to_image_tensors", "to_uint8",
+    "swap_colour_loss", "synthesize", "to_image_tensors", "to_uint8",
 ]

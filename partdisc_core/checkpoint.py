@@ -25,16 +25,21 @@ CONFIG_NAME = "config.json"
 FORMAT = "partdisc/1"
 
 
-def _shipped_checkpoint() -> Path:
-    """The shipped face model: ``partdisc_core/weights/faces-k8`` in an installed wheel (pyproject.toml
-    packages ``checkpoints/`` there), else ``checkpoints/faces-k8`` of the source tree (a clone, an
+DEFAULT_NAME = "faces-k8"
+"""The shipped face model that ``load_model()`` and the demo use; the other folders of ``checkpoints/``
+(``faces-k8-scratch``, earlier defaults) ship beside it and load by :func:`shipped_checkpoint`."""
+
+
+def shipped_checkpoint(name: str = DEFAULT_NAME) -> Path:
+    """A shipped checkpoint folder: ``partdisc_core/weights/NAME`` in an installed wheel (pyproject.toml
+    packages ``checkpoints/`` there), else ``checkpoints/NAME`` of the source tree (a clone, an
     editable install)."""
     here = Path(__file__).resolve().parent
-    packaged = here / "weights" / "faces-k8"
-    return packaged if packaged.is_dir() else here.parent / "checkpoints" / "faces-k8"
+    packaged = here / "weights" / name
+    return packaged if packaged.is_dir() else here.parent / "checkpoints" / name
 
 
-DEFAULT_CHECKPOINT = _shipped_checkpoint()
+DEFAULT_CHECKPOINT = shipped_checkpoint()
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
@@ -228,4 +233,5 @@ def _landmarks_beside(weights: Path, num_parts: int):
         return None
 
 
-__all__ = ["save_model", "load_model", "read_checkpoint", "resolve_weights", "CheckpointError", "DEFAULT_CHECKPOINT"]
+__all__ = ["save_model", "load_model", "read_checkpoint", "resolve_weights", "shipped_checkpoint", "CheckpointError",
+           "DEFAULT_CHECKPOINT", "DEFAULT_NAME"]

@@ -111,6 +111,15 @@ class PartDiscConfig:
     lambda_pixel: float = 0.0
     """Weight of an L1 term between the reconstruction and the input (both normalised), added to the
     reconstruction loss of eq. (7). 0 in the paper; the perceptual loss alone leaves colours free."""
+    lambda_swap: float = 0.0
+    """Weight of the swap colour loss (:func:`partdisc_core.losses.swap_colour_loss`, not in the paper):
+    view 1 of each image is also decoded with every foreground G_k of another image of the batch, and
+    each part region's mean colour is pulled towards that part's colour in the other image. It trains
+    the decoder (F and the maps V are detached), so that a part's appearance comes from its G (Fig. 11's
+    part swaps) rather than from the layout of the maps. 0 in the paper."""
+    swap_trains_parts: bool = False
+    """With ``lambda_swap``: let the swap colour loss also train G (through S = sum_k V_k G_k only, not
+    through V), so the part representations carry their colours; False trains the decoder alone."""
     alpha: float = 2.0
     """alpha of the area loss (eq. 6) on a 32x32 map; the reference uses 2.0 for CelebA, 0.5 for
     CUB and 1.5 for PartImageNet."""
@@ -146,7 +155,7 @@ class PartDiscConfig:
                  "encoder_head_width")
         bad = {name: getattr(self, name) for name in sizes if getattr(self, name) < 1}
         need(not bad, f"sizes must be >= 1, got {bad}")
-        weights = ("lambda_rec", "lambda_sc", "lambda_con", "lambda_area", "lambda_pixel")
+        weights = ("lambda_rec", "lambda_sc", "lambda_con", "lambda_area", "lambda_pixel", "lambda_swap")
         bad = {name: getattr(self, name) for name in weights if getattr(self, name) < 0}
         need(not bad, f"loss weights must be >= 0, got {bad}")
         need(self.encoder in ENCODERS, f"encoder must be one of {ENCODERS}, got {self.encoder!r}")

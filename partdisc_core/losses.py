@@ -1,6 +1,7 @@
 """The four losses of eq. (9): reconstruction (7), semantic consistency (8), concentration (4-5)
-and area (6). Each is a small function or module; :class:`PartDiscLoss` adds them with the
-config's weights and lets any of them be switched off (weight 0) for the Table 6 ablations.
+and area (6), and two optional terms that are not in the paper (pixel L1, swap colour). Each is a
+small function or module; :class:`PartDiscLoss` adds them with the config's weights and lets any of
+them be switched off (weight 0) for the Table 6 ablations.
 """
 from __future__ import annotations
 
@@ -43,6 +44,27 @@ def pixel_loss(recon: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     Not in the paper: an optional companion of eq. (7) that ties the reconstruction's colours to
     the input's, which the perceptual features alone leave nearly free (``lambda_pixel``)."""
     return (recon.float() - target.float()).abs().mean()
+
+
+def swap_colour_loss(swapped: torch.Tensor, maps_a: torch.Tensor, image_b: torch.Tensor, maps_b: torch.Tensor,
+                     eps: float = 1e-8) -> torch.Tensor:
+    """Swap colour loss (not in the paper; ``lambda_swap``): image A decoded with image B's foreground
+    G (``swapped``) should show, in A's region of each part k, the mean colour of part k in B.
+
+    swapped, image_b: (B, 3, S, S), normalised; maps_a, maps_b: foreground V of A and of B (B, K, h, w).
+    Per part, the V-weighted mean colour of ``swapped`` under V_k^A against that of ``image_b`` under
+    V_k^B, L1 over channels; parts are weighted by the smaller of their two areas (a part missing
+    from either image counts for nothing), then averaged over the batch."""
+    size = maps_a.shape[-2:]
+    swapped = F.adaptive_avg_pool2d(swapped.float(), size)
+    image_b = F.adaptive_avg_pool2d(image_b.float(), size)
+    maps_a, maps_b = maps_a.float(), maps_b.float()
+    area_a, area_b = maps_a.sum(dim=(2, 3)), maps_b.sum(dim=(2, 3))
+    mean_swap = torch.einsum("bkhw,bchw->bkc", maps_a, swapped) / (area_a.unsqueeze(-1) + eps)
+    mean_b = torch.einsum("bkhw,bchw->bkc", maps_b, image_b) / (area_b.unsqueeze(-1) + eps)
+    weight = torch.minimum(area_a, area_b)
+    weight = weight / (weight.sum(dim=1, keepdim=True) + eps)
+    return ((mean_swap - mean_b).abs().mean(dim=-1) * weight).sum(dim=1).mean()
 
 
 def area_loss(maps: torch.Tensor, alpha: float, eps: float = 1e-8) -> torch.Tensor:
@@ -122,7 +144,7 @@ class PartDiscLoss(nn.Module):
         k = cfg.num_parts
         zero = out.maps[0].new_zeros((), dtype=torch.float32)
         views = range(len(out.maps))
-        rec = con = area = sc = pix = zero
+        rec = con = area = sc = pix = swap = zero
         use_rec = cfg.reconstruction != "none" and cfg.lambda_rec > 0
         if use_rec or cfg.lambda_pixel > 0:
             # the mean over the views equals one call on both views together: every term is a mean
@@ -138,6 +160,9 @@ class PartDiscLoss(nn.Module):
             area = sum(area_loss(out.maps[i][:, sl], cfg.alpha, cfg.epsilon) for i in views) / len(out.maps)
         if cfg.lambda_sc > 0:
             sc = sum(arcface(out.parts[i][:, :k], class_ids) for i in views) / len(out.maps)
+        if cfg.lambda_swap > 0 and out.swapped is not None:
+            maps = out.maps[0][:, :k].detach()
+            swap = swap_colour_loss(out.swapped, maps, out.targets[0][out.donor], maps[out.donor])
         total = (cfg.lambda_rec * rec + cfg.lambda_pixel * pix + cfg.lambda_sc * sc + cfg.lambda_con * con
-                 + cfg.lambda_area * area)
-        return {"total": total, "rec": rec, "pix": pix, "sc": sc, "con": con, "area": area}
+                 + cfg.lambda_area * area + cfg.lambda_swap * swap)
+        return {"total": total, "rec": rec, "pix": pix, "sc": sc, "con": con, "area": area, "swap": swap}

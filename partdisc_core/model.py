@@ -54,6 +54,8 @@ class TrainOutput:
     targets: tuple[torch.Tensor, ...]  # I^(n) at the PartFormer's size, normalised
     maps: tuple[torch.Tensor, ...]     # V used to reconstruct view n (V^{2->1}, V^{1->2})
     parts: tuple[torch.Tensor, ...]    # G^(n)
+    swapped: torch.Tensor | None = None  # view 1 decoded with another image's foreground G (lambda_swap)
+    donor: torch.Tensor | None = None    # for each image of the batch, the image that gave those G
 
 
 @dataclass
@@ -164,7 +166,23 @@ class PartDiscModel(nn.Module):
         maps = part_probabilities(parts_used, feats, self.cfg.tau)
         recon = self.decode(synthesize(maps, parts_used))
         targets = self._resize(x, self.cfg.image_size)
-        return TrainOutput(recon=recon.split(b), targets=targets.split(b), maps=maps.split(b), parts=parts.split(b))
+        swapped, donor = self._swapped_view(feats[:b], parts_used[:b]) if self.cfg.lambda_swap > 0 else (None, None)
+        return TrainOutput(recon=recon.split(b), targets=targets.split(b), maps=maps.split(b), parts=parts.split(b),
+                           swapped=swapped, donor=donor)
+
+    def _swapped_view(self, features: torch.Tensor, parts: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """View 1 of image i decoded with the foreground G of image i - 1 (its own background G), as a
+        swap of every part does at test time (Fig. 11). F and V are detached; G is too unless
+        ``swap_trains_parts`` (then it learns through S only). Returns (the decoded images, the donor
+        index of each image)."""
+        b, k = parts.shape[0], self.cfg.num_parts
+        if b < 2:
+            return None, None
+        donor = torch.roll(torch.arange(b, device=parts.device), 1)
+        own = parts if self.cfg.swap_trains_parts else parts.detach()
+        mixed = torch.cat([own[donor, :k], own[:, k:]], dim=1)
+        maps = part_probabilities(mixed.detach(), features.detach(), self.cfg.tau)
+        return self.decode(synthesize(maps, mixed)), donor
 
     # --- inference -------------------------------------------------------------------------------
     def _prepare(self, images: Any) -> tuple[torch.Tensor, list[tuple[int, int]]]:

@@ -7,7 +7,8 @@ import torch
 import torch.nn.functional as F
 
 from conftest import random_views, tiny_config, tiny_model
-from partdisc_core import ArcFace, PartDiscLoss, TrainOutput, area_loss, concentration_loss
+from partdisc_core import ArcFace, PartDiscLoss, TrainOutput, area_loss, concentration_loss, swap_colour_loss
+from partdisc_core.model import part_probabilities, synthesize
 from partdisc_core.perceptual import PerceptualNetwork, offline_mobilenetv2_file
 
 
@@ -172,6 +173,73 @@ def test_arcface_class_conditional_vectors():
     right = float(arc(parts, torch.tensor([1, 1])))
     wrong = float(arc(parts, torch.tensor([0, 0])))
     assert right < 0.2 < wrong
+
+
+# ---------------------------------------------------------------- swap colour loss (lambda_swap)
+def _halves(batch: int, size: int = 4, vertical: bool = False) -> torch.Tensor:
+    """Hard foreground maps (batch, 2, size, size): part 0 on the top (or left) half, part 1 below."""
+    maps = torch.zeros(batch, 2, size, size)
+    half = size // 2
+    if vertical:
+        maps[:, 0, :, :half], maps[:, 1, :, half:] = 1, 1
+    else:
+        maps[:, 0, :half], maps[:, 1, half:] = 1, 1
+    return maps
+
+
+def test_swap_colour_loss_compares_each_part_with_the_same_part_of_the_donor():
+    """Zero when A's region of part k shows B's colour of part k, wherever B's part k lies; else the
+    L1 over channels of the colour gap, weighted by the parts' smaller areas."""
+    maps_a, maps_b = _halves(1), _halves(1, vertical=True)     # the parts lie elsewhere in B
+    red, blue = torch.tensor([1.0, 0, 0]), torch.tensor([0, 0, 1.0])
+    image_b = torch.einsum("bkhw,kc->bchw", maps_b, torch.stack([red, blue]))
+    swapped = torch.einsum("bkhw,kc->bchw", maps_a, torch.stack([red, blue]))
+    up = lambda x: F.interpolate(x, scale_factor=4, mode="nearest")  # noqa: E731  images at 4x the maps
+    assert float(swap_colour_loss(up(swapped), maps_a, up(image_b), maps_b)) == pytest.approx(0.0, abs=1e-6)
+    kept = torch.einsum("bkhw,kc->bchw", maps_a, torch.stack([blue, red]))  # A kept the other colours
+    assert float(swap_colour_loss(up(kept), maps_a, up(image_b), maps_b)) == pytest.approx(2 / 3, abs=1e-6)
+    # a part absent from B counts for nothing: only part 0 is compared
+    gone = maps_b.clone()
+    gone[:, 0] += gone[:, 1]
+    gone[:, 1] = 0
+    image_red = up(torch.einsum("bkhw,kc->bchw", gone, torch.stack([red, blue])))
+    assert float(swap_colour_loss(up(kept), maps_a, image_red, gone)) == pytest.approx(2 / 3, abs=1e-6)
+    assert float(swap_colour_loss(up(swapped), maps_a, image_red, gone)) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_swap_loss_trains_the_decoder_alone_and_only_when_asked():
+    """lambda_swap > 0: view 1 of image i is decoded with image i-1's foreground G and its own
+    background G; the term's gradient reaches the decoder and nothing else. lambda_swap 0: no extra
+    decoding, no term."""
+    model = tiny_model(lambda_swap=1.0)
+    v1, v2 = random_views(batch=3)
+    out = model(v1, v2)
+    assert out.swapped.shape == out.recon[0].shape and out.donor.tolist() == [2, 0, 1]
+    losses = PartDiscLoss(model.cfg)(out, model.arcface)
+    assert float(losses["swap"]) > 0
+    groups = {"decoder": list(model.decoder.parameters()), "encoder": list(model.encoder.parameters()),
+              "partformer": list(model.partformer.parameters()), "arcface": list(model.arcface.parameters())}
+    norms = _grad_norms(losses["swap"], groups)
+    assert norms["decoder"] > 0 and norms["encoder"] == norms["partformer"] == norms["arcface"] == 0
+    torch.testing.assert_close(losses["total"] - losses["swap"],
+                               PartDiscLoss(model.cfg.replace(lambda_swap=0.0))(out, model.arcface)["total"])
+    # the decoded image is the swap of every foreground part that swap_parts gives at test time
+    k = model.cfg.num_parts
+    g = out.parts[1]                                     # view 1 is rebuilt with G^(2)
+    mixed = torch.cat([g[out.donor, :k], g[:, k:]], dim=1)
+    with torch.no_grad():
+        feats = model.features(model.normalize(torch.cat([v1, v2])))[:3]  # one batch, as in training
+        expect = model.decode(synthesize(part_probabilities(mixed, feats, model.cfg.tau), mixed))
+    torch.testing.assert_close(out.swapped, expect, atol=1e-5, rtol=1e-4)
+    plain = tiny_model(lambda_swap=0.0)(v1, v2)
+    assert plain.swapped is None and plain.donor is None
+    # swap_trains_parts: G learns from it too (through S), the encoder still does not (V is detached)
+    parts_too = tiny_model(lambda_swap=1.0, swap_trains_parts=True)
+    losses = PartDiscLoss(parts_too.cfg)(parts_too(v1, v2), parts_too.arcface)
+    norms = _grad_norms(losses["swap"], {"decoder": list(parts_too.decoder.parameters()),
+                                         "encoder": list(parts_too.encoder.parameters()),
+                                         "partformer": list(parts_too.partformer.parameters())})
+    assert norms["decoder"] > 0 and norms["partformer"] > 0 and norms["encoder"] == 0
 
 
 # ---------------------------------------------------------------- the total loss and its switches

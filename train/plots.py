@@ -19,7 +19,7 @@ def plot_losses(log_path: Path, out_path: Path) -> None:
     rows = [json.loads(line) for line in Path(log_path).read_text().splitlines() if line.strip()]
     if not rows:
         return
-    keys = [k for k in ("total", "rec", "pix", "sc", "con", "area") if k in rows[-1]]
+    keys = [k for k in ("total", "rec", "pix", "sc", "con", "area", "swap") if k in rows[-1]]
     fig, axes = plt.subplots(1, len(keys), figsize=(3.2 * len(keys), 2.8))
     steps = [r["step"] for r in rows]
     for ax, key in zip(axes, keys):
