@@ -3,7 +3,7 @@
     python app.py [--checkpoint PATH_OR_HUB_ID] [--port 7860] [--host 127.0.0.1]
 
 The checkpoint also comes from $PARTDISC_CHECKPOINT; by default it is the shipped face model
-(checkpoints/faces-k8). API endpoints (gradio_client): ``/discover``, ``/swap``, ``/frame``, ``/video``,
+(checkpoints/faces-k16). API endpoints (gradio_client): ``/discover``, ``/swap``, ``/frame``, ``/video``,
 ``/gallery`` and ``/morph``; see docs/app.md. (The Live tab's webcam stream is not an API endpoint:
 ``/frame`` is its one-picture form.)
 This file is UI only: the logic lives in partdisc_core.demo and partdisc_core.demo_tabs, the model in

@@ -1,8 +1,8 @@
 """torch.hub entry points of partdisc.
 
     import torch
-    model = torch.hub.load(".", "faces_k8", source="local")       # a clone; works offline
-    model = torch.hub.load("OWNER/partdisc", "faces_k8")          # the GitHub repository
+    model = torch.hub.load(".", "faces_k16", source="local")      # a clone; works offline
+    model = torch.hub.load("OWNER/partdisc", "faces_k16")         # the GitHub repository
     out = model.predict("face.jpg")                               # out.masks, out.labels, out.attention
 
     model = torch.hub.load(".", "partdisc", source="local", checkpoint="runs/mine")   # any checkpoint
@@ -27,10 +27,17 @@ def _shipped(name: str, pretrained: bool, device: str, config_overrides: dict):
     return PartDiscModel(cfg).to(device).eval()
 
 
+def faces_k16(pretrained: bool = True, device: str = "cpu", **config_overrides):
+    """The shipped face model (checkpoints/faces-k16: K = 16 parts + background, 128-px input, frozen
+    ImageNet MobileNetV2 encoder), in eval mode, ready for ``predict``. ``pretrained=False``: the same
+    architecture, randomly initialised. ``config_overrides`` change settings that do not touch the
+    weights."""
+    return _shipped("faces-k16", pretrained, device, config_overrides)
+
+
 def faces_k8(pretrained: bool = True, device: str = "cpu", **config_overrides):
-    """The shipped face model (checkpoints/faces-k8: K = 8 parts + background, 128-px input), in
-    eval mode, ready for ``predict``. ``pretrained=False``: the same architecture, randomly
-    initialised. ``config_overrides`` change settings that do not touch the weights."""
+    """The previous shipped face model (checkpoints/faces-k8: K = 8 parts + background), kept for
+    comparison; arguments as :func:`faces_k16`."""
     return _shipped("faces-k8", pretrained, device, config_overrides)
 
 

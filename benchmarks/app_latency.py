@@ -339,7 +339,7 @@ def main(argv=None) -> dict:
     if args.tiny:
         checkpoint, label = str(harness.save_tiny_checkpoint(tmp / "tiny")), "tiny random test model (K=4)"
     elif checkpoint is None and DEFAULT_CHECKPOINT.exists():
-        checkpoint, label = str(DEFAULT_CHECKPOINT), "checkpoints/faces-k8"
+        checkpoint, label = str(DEFAULT_CHECKPOINT), f"checkpoints/{DEFAULT_CHECKPOINT.name}"
     elif checkpoint is None:
         import torch
 

@@ -1,7 +1,7 @@
 """partdisc: unsupervised part discovery via dual representation alignment (Xia et al., TPAMI).
 
     from partdisc_core import load_model
-    model = load_model()                  # the shipped face model (K = 8)
+    model = load_model()                  # the shipped face model (K = 16)
     out = model.predict("face.jpg")       # out.masks, out.labels, out.attention, out.parts
     swap = model.swap_parts("a.jpg", "b.jpg", parts=[1, 2])
 """

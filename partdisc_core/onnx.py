@@ -1,6 +1,6 @@
 """ONNX export of the inference path, to run a model without PyTorch (onnxruntime, other runtimes).
 
-    python -m partdisc_core.onnx --checkpoint checkpoints/faces-k8 --out model.onnx [--check]
+    python -m partdisc_core.onnx --checkpoint checkpoints/faces-k16 --out model.onnx [--check]
 
 Two graphs, both with a dynamic batch size B:
 

@@ -222,8 +222,11 @@ def legend_image(
     height: int = 24,
     background=(255, 255, 255),
     text_color=(0, 0, 0),
+    max_width: Optional[int] = None,
 ) -> np.ndarray:
-    """A horizontal strip: [swatch] part 1  [swatch] part 2 ... [swatch] background."""
+    """A strip of ``[swatch] part 1  [swatch] part 2 ... [swatch] background``, ``height`` pixels a
+    line. ``max_width``: wrap onto further lines instead of growing wider than this (an entry wider
+    than it gets a line of its own); None keeps one line."""
     labels = part_names(num_parts, names)
     colors = part_colors(num_parts)
     height = max(8, int(height))
@@ -231,18 +234,26 @@ def legend_image(
     sw = max(4, height - 8)  # swatch side
     gap, inner = max(4, height // 3), max(3, height // 6)
     scratch = ImageDraw.Draw(Image.new("RGB", (1, 1)))
-    widths = [_text_size(scratch, t, font)[0] for t in labels]
-    total_w = gap + sum(sw + inner + w + gap for w in widths)
-    canvas = Image.new("RGB", (int(total_w), height), tuple(background))
+    widths = [sw + inner + _text_size(scratch, t, font)[0] + gap for t in labels]
+    lines, x = [[]], gap  # greedy wrap: (entry index, x) per line
+    for i, w in enumerate(widths):
+        if max_width is not None and lines[-1] and x + w > max_width:
+            lines.append([])
+            x = gap
+        lines[-1].append((i, x))
+        x += w
+    total_w = max(x0 + widths[i] for line in lines for i, x0 in line)
+    canvas = Image.new("RGB", (int(total_w), height * len(lines)), tuple(background))
     draw = ImageDraw.Draw(canvas)
-    x = gap
     y_sw = (height - sw) // 2
-    for text, col, w in zip(labels, colors, widths):
-        draw.rectangle([x, y_sw, x + sw - 1, y_sw + sw - 1], fill=tuple(int(c) for c in col),
-                       outline=(0, 0, 0))
-        tw, th, ox, oy = _text_size(draw, text, font)
-        draw.text((x + sw + inner - ox, (height - th) // 2 - oy), text, fill=tuple(text_color), font=font)
-        x += sw + inner + w + gap
+    for row, line in enumerate(lines):
+        top = row * height
+        for i, x0 in line:
+            draw.rectangle([x0, top + y_sw, x0 + sw - 1, top + y_sw + sw - 1],
+                           fill=tuple(int(c) for c in colors[i]), outline=(0, 0, 0))
+            tw, th, ox, oy = _text_size(draw, labels[i], font)
+            draw.text((x0 + sw + inner - ox, top + (height - th) // 2 - oy), labels[i], fill=tuple(text_color),
+                      font=font)
     return np.asarray(canvas)
 
 
@@ -394,10 +405,11 @@ def stack_rows(rows, pad: int = 6, pad_value: int = 255) -> np.ndarray:
 
 def with_legend(image, num_parts: int, height: int = 24, gap: int = 4,
                 names: Optional[Sequence[str]] = None) -> np.ndarray:
-    """Stack the colour legend under ``image`` (both centred; the canvas widens if the legend is
-    wider than the image). ``names``: as in :func:`legend_image`."""
+    """Stack the colour legend under ``image`` (both centred), wrapped onto as many lines as it needs
+    to fit the image's width (at least 320 px: a narrow image widens the canvas rather than give one
+    entry a line). ``names``: as in :func:`legend_image`."""
     image = _as_image_uint8(image)
-    legend = legend_image(num_parts, names=names, height=height)
+    legend = legend_image(num_parts, names=names, height=height, max_width=max(image.shape[1], 320))
     w = max(image.shape[1], legend.shape[1])
     out = np.full((image.shape[0] + legend.shape[0] + gap, w, 3), 255, np.uint8)
     x = (w - image.shape[1]) // 2

@@ -254,7 +254,7 @@ def test_missing_checkpoint_gives_a_clear_message(monkeypatch, capsys, tmp_path)
     assert exc.value.code == 2
     assert "Could not load the checkpoint" in capsys.readouterr().err
     # the shipped checkpoint absent: say so and say what to do
-    monkeypatch.setattr(checkpoint, "DEFAULT_CHECKPOINT", tmp_path / "faces-k8")
+    monkeypatch.setattr(checkpoint, "DEFAULT_CHECKPOINT", tmp_path / "faces-k16")
     with pytest.raises(SystemExit):
         load_model_or_exit(None)
     err = capsys.readouterr().err

@@ -196,7 +196,7 @@ def test_parse_parts_refuses(bad, message):
 # --- picture layouts and examples ----------------------------------------------------------------
 def test_picture_layouts():
     img = portrait("astronaut")[:100, :80]
-    legend = viz.legend_image(4)
+    legend = viz.legend_image(4, max_width=320)   # wrapped to the image, at least 320 px
     framed = viz.with_legend(img, 4)
     assert framed.shape == (100 + legend.shape[0] + 4, max(80, legend.shape[1]), 3)
     assert viz.pad_top(img, 10).shape == (110, 80, 3)

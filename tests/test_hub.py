@@ -75,7 +75,7 @@ def figure(tmp_path):
 @needs_shipped
 def test_dry_run_of_the_shipped_model_writes_the_repository_folder(tmp_path, api):
     out = tmp_path / "repo"
-    hub.main(["push", str(DEFAULT_CHECKPOINT), "someone/faces-k8", "--dry-run", "--out", str(out)])
+    hub.main(["push", str(DEFAULT_CHECKPOINT), "someone/faces-k16", "--dry-run", "--out", str(out)])
     assert api.calls == []  # nothing uploaded
     names = {p.name for p in out.iterdir()}
     assert {"model.safetensors", "config.json", "README.md", "examples.png", "train_config.json",
@@ -83,7 +83,7 @@ def test_dry_run_of_the_shipped_model_writes_the_repository_folder(tmp_path, api
     assert (out / "model.safetensors").read_bytes() == (DEFAULT_CHECKPOINT / "model.safetensors").read_bytes()
     card = (out / "README.md").read_text()
     assert card.startswith("---\n") and "license: other" in card.split("---")[1]
-    assert 'load_model("someone/faces-k8")' in card and "K = 8" in card
+    assert 'load_model("someone/faces-k16")' in card and "K = 16" in card
     for terms in ("CelebA (Liu et al., ICCV 2015), CUHK MMLab: non-commercial research use only",
                   "MTFL (Zhang et al., ECCV 2014", "**research use only**"):
         assert terms in card

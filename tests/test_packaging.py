@@ -74,13 +74,15 @@ def test_torch_hub_loads_the_shipped_model_from_a_clone():
     spec.loader.exec_module(hubconf)
     assert {"torch", "timm", "safetensors", "PIL"} <= set(hubconf.dependencies)
     assert all(importlib.util.find_spec(name) for name in hubconf.dependencies)
-    model = torch.hub.load(str(ROOT), "faces_k8", source="local")
-    assert isinstance(model, PartDiscModel) and not model.training and model.cfg.num_parts == 8
+    model = torch.hub.load(str(ROOT), "faces_k16", source="local")
+    assert isinstance(model, PartDiscModel) and not model.training and model.cfg.num_parts == 16
     image = np.random.default_rng(1).integers(0, 256, (96, 80, 3), dtype=np.uint8)
     out = model.predict(image)
-    assert out.masks.shape == (1, 9, 96, 80)
+    assert out.masks.shape == (1, 17, 96, 80)
     assert torch.allclose(out.masks, load_model().predict(image).masks)
-    untrained = torch.hub.load(str(ROOT), "faces_k8", source="local", pretrained=False)
+    previous = torch.hub.load(str(ROOT), "faces_k8", source="local")   # the previous default, kept
+    assert previous.cfg.num_parts == 8 and previous.predict(image).masks.shape == (1, 9, 96, 80)
+    untrained = torch.hub.load(str(ROOT), "faces_k16", source="local", pretrained=False)
     assert untrained.cfg == model.cfg
     assert not torch.equal(untrained.partformer.part_tokens, model.partformer.part_tokens)
     same = torch.hub.load(str(ROOT), "partdisc", source="local", checkpoint=str(DEFAULT_CHECKPOINT))
@@ -117,14 +119,16 @@ def test_pip_install_gives_the_library_and_the_shipped_weights(tmp_path):
             "import partdisc_core.onnx, partdisc_core.hub\n"
             "print(json.dumps({'file': partdisc_core.__file__, 'weights': str(DEFAULT_CHECKPOINT),\n"
             "                  'shape': list(out.masks.shape), 'sum': float(out.masks.sum(1).mean()),\n"
-            "                  'card': (DEFAULT_CHECKPOINT.parent / 'README.md').is_file()}))\n")
+            "                  'card': (DEFAULT_CHECKPOINT.parent / 'README.md').is_file(),\n"
+            "                  'landmarks': load_model().landmarks is not None}))\n")
     proc = subprocess.run([str(python), "-c", code], cwd=workdir, env=_clean_env(), capture_output=True, text=True,
                           timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     info = json.loads(proc.stdout.strip().splitlines()[-1])
     assert Path(info["file"]).is_relative_to(Path(purelib))           # the installed copy, not this checkout
-    assert Path(info["weights"]) == Path(purelib) / "partdisc_core" / "weights" / "faces-k8"
-    assert info["shape"] == [1, 9, 50, 60] and abs(info["sum"] - 1.0) < 1e-5 and info["card"]
+    assert Path(info["weights"]) == Path(purelib) / "partdisc_core" / "weights" / "faces-k16"
+    assert info["shape"] == [1, 17, 50, 60] and abs(info["sum"] - 1.0) < 1e-5 and info["card"]
+    assert info["landmarks"]                                          # landmarks.json travels with the weights
     assert not (Path(purelib) / "train").exists() and not (Path(purelib) / "tests").exists()
     for script in ("partdisc-onnx", "partdisc-hub", "partdisc-visualize"):
         assert (venv / "bin" / script).is_file()

@@ -13,10 +13,11 @@ from partdisc_core import DEFAULT_CHECKPOINT, PartDiscModel, load_model, read_ch
 pytestmark = pytest.mark.skipif(not (DEFAULT_CHECKPOINT / "model.safetensors").is_file(),
                                 reason="no shipped checkpoint")
 FACES = Path(__file__).resolve().parents[2] / "shared" / "data" / "faces"
-# Floors a little under the card's figures (checkpoints/README.md): a worse checkpoint fails them.
-PORTRAIT_MIN_PSNR, PORTRAIT_MIN_SWAP = 14.0, 0.35
-DEV_MIN_NMI, DEV_MIN_ARI, DEV_MIN_PSNR, DEV_MIN_SWAP = 60.0, 55.0, 18.0, 0.4
-MTFL_MAX_NME_RATIO, MTFL_MIN_NMI = 0.8, 55.0   # card: 0.69 x and 65.5; the scratch model 0.85 x and 36.7
+# Floors a little under the figures of faces-k16 (checkpoints/README.md), or at issue 10's targets where
+# those are higher; the previous default faces-k8 fails them (NMI ~70 on celeba_dev, 65.5 and 0.69 x on MTFL).
+PORTRAIT_MIN_PSNR, PORTRAIT_MIN_SWAP = 15.0, 0.5     # faces-k16: 20.5 / 15.6 dB, swap 0.62
+DEV_MIN_NMI, DEV_MIN_ARI, DEV_MIN_PSNR, DEV_MIN_SWAP = 80.0, 78.0, 20.0, 0.5   # 85.1 / 83.1 / 20.9 / 0.54
+MTFL_MAX_NME_RATIO, MTFL_MIN_NMI = 0.62, 80.0        # fit 500: 0.599 x and 84.2; the scratch model 0.85 x, 36.7
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +40,7 @@ def test_shipped_checkpoint_is_small_fp16_safetensors_with_card():
     weights = DEFAULT_CHECKPOINT / "model.safetensors"
     assert weights.stat().st_size < 30e6
     cfg, state, meta = read_checkpoint(DEFAULT_CHECKPOINT)
-    assert cfg.num_parts == 8 and cfg.encoder == "mobilenetv2" and cfg.image_size == 128
+    assert cfg.num_parts == 16 and cfg.encoder == "mobilenetv2" and cfg.image_size == 128
     # the cheap encoder input: the 128-px image itself, stride-4/8/16 taps (not 256 px, 4x the work)
     assert cfg.encoder_image_size == 128 and cfg.mobilenet_taps == (3, 6, 13)
     assert any(k.startswith("encoder.backbone.") for k in state)  # the frozen network travels with it
@@ -52,7 +53,7 @@ def test_shipped_model_finds_compact_parts_on_a_real_face(shipped, astronaut_fac
     labels = out.labels[0].numpy()
     h, w = labels.shape
     centre = labels[h // 4: 3 * h // 4, w // 4: 3 * w // 4]
-    present = {int(v) for v in np.unique(centre) if v < 8}
+    present = {int(v) for v in np.unique(centre) if v < shipped.cfg.num_parts}
     assert len(present) >= 5, f"only parts {present} in the face region"
     # Parts are regions, not noise: most pixels share the label of their right-hand neighbour.
     assert (labels[:, 1:] == labels[:, :-1]).mean() > 0.9
@@ -83,7 +84,8 @@ def test_shipped_model_reconstructs_and_swaps_public_domain_faces(shipped, astro
     print(f"\n[shipped] portraits: PSNR {quality.tolist()}")
     assert (quality > PORTRAIT_MIN_PSNR).all(), quality
     labels = shipped.predict([astronaut_face, hopper_face], return_attention=False, output_size=128).labels
-    moved, regions = swap_transfer(swap.swapped_a, swap.recon_a, swap.recon_b, labels, labels.flip(0), 8)
+    moved, regions = swap_transfer(swap.swapped_a, swap.recon_a, swap.recon_b, labels, labels.flip(0),
+                                   shipped.cfg.num_parts)
     print(f"[shipped] portraits: swap transfer {moved:.3f} over {regions} regions")
     assert regions >= 6 and moved > PORTRAIT_MIN_SWAP, (moved, regions)
 

@@ -493,6 +493,30 @@ def test_second_validation_set_is_logged_and_can_select(tmp_path):
     assert json.loads(meta["step"]) == best["step"] and meta["selected_by"] == "val2_nme_ratio"
 
 
+def test_a_tie_in_the_selection_metric_keeps_the_later_model(tmp_path):
+    """A decoder-only stage (trainable=decoder) cannot change the part metrics, so every validation
+    ties on NMI; the kept model (the run folder's weights) must be the last validated decoder, not the
+    first."""
+    from hooks import _better
+    from partdisc_core.checkpoint import read_checkpoint
+    from partdisc_core.synthetic import save_landmarks_folder
+
+    assert _better("nmi", 50.0, 50.0) and _better("val2_nme_ratio", 0.6, 0.6)
+    assert not _better("nmi", 49.9, 50.0) and not _better("nme", 7.1, 7.0)
+    save_landmarks_folder(tmp_path / "val", 24, size=64, seed=0)
+    out = tmp_path / "run"
+    train_in_process(["--config", "synthetic", "--batch-size", "4", "--max-steps", "4", "--eval-every", "2",
+                      "--val-root", str(tmp_path / "val"), "--val-fit", "14", "--set", "trainable=decoder",
+                      "val_recon=false", "--sample-every", "1000", "--save-every", "1000", "--out", str(out),
+                      "--device", "cpu", *TINY_ARGS])
+    rows = [json.loads(line) for line in (out / "val.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [2, 4] and rows[0]["nmi"] == rows[1]["nmi"]
+    kept, last = read_checkpoint(out / "model.safetensors"), read_checkpoint(out / "last" / "model.safetensors")
+    assert json.loads(kept[2]["step"]) == 4
+    decoder = [k for k in kept[1] if k.startswith("decoder.")]
+    assert decoder and all(torch.equal(kept[1][k], last[1][k].to(kept[1][k].dtype)) for k in decoder)
+
+
 def test_schedule_follows_time_and_ends_decayed():
     from schedule import Schedule
 

@@ -133,6 +133,21 @@ def test_legend_image():
         viz.legend_image(3, names=["a"])
 
 
+def test_legend_wraps_to_the_image_width_and_keeps_every_entry():
+    """K = 16: one line would be ~1,000 px under a 384-px overlay; wrapped, every swatch colour is
+    still drawn, on several lines no wider than the image."""
+    one_line = viz.legend_image(16, height=24)
+    wrapped = viz.legend_image(16, height=24, max_width=384)
+    assert one_line.shape[0] == 24 and one_line.shape[1] > 384
+    assert wrapped.shape[1] <= 384 and wrapped.shape[0] % 24 == 0 and wrapped.shape[0] >= 48
+    flat = {tuple(p) for p in wrapped.reshape(-1, 3)}
+    assert all(tuple(c) in flat for c in viz.part_colors(16))
+    assert viz.legend_image(4, max_width=2000).shape == viz.legend_image(4).shape   # fits: one line
+    assert viz.legend_image(3, max_width=10).shape[0] == 4 * 24                    # an entry per line
+    framed = viz.with_legend(np.zeros((400, 384, 3), np.uint8), 16)
+    assert framed.shape[1] == 384 and framed.shape[0] == 400 + 4 + wrapped.shape[0]
+
+
 def test_map_grid_shape_and_strips():
     rng = np.random.default_rng(0)
     maps = rng.random((5, 7, 9))

@@ -1,4 +1,4 @@
-"""Fit a cheaper feature encoder to a trained model: the student keeps the teacher's PartFormer and
+r"""Fit a cheaper feature encoder to a trained model: the student keeps the teacher's PartFormer and
 decoder and learns to give the teacher's feature map F from less work.
 
     python train/distill.py --teacher checkpoints/faces-k8 --set mobilenet_taps=3,6,13 \

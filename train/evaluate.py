@@ -1,4 +1,4 @@
-"""Evaluate a part discovery model (§4.2): landmark NME (eq. 10), NMI / ARI and FG-NMI / FG-ARI.
+r"""Evaluate a part discovery model (§4.2): landmark NME (eq. 10), NMI / ARI and FG-NMI / FG-ARI.
 
     # two landmark folders (images + landmarks.csv): fit the regressor on one, test on the other
     python train/evaluate.py --fit ../shared/data/faces/mtfl_train --test my_faces --json out.json

@@ -1,9 +1,9 @@
-"""Fit the landmarks-from-parts map of a checkpoint and save it beside its weights (``landmarks.json``):
+r"""Fit the landmarks-from-parts map of a checkpoint and save it beside its weights (``landmarks.json``):
 the evaluation's linear regressor from the soft centroids of the K part maps to the 5 landmarks
 (§4.2), in the model's input frame. ``load_model`` then gives ``model.landmarks`` and the demo draws
 the predicted landmarks and names parts after them ("part 3, near the left eye").
 
-    python train/fit_landmarks.py --checkpoint checkpoints/faces-k8 \
+    python train/fit_landmarks.py --checkpoint checkpoints/faces-k16 \
         --fit ../shared/data/faces/celeba_dev:300 ../shared/data/faces/mtfl_train:train:1000 \
         --score ../shared/data/faces/celeba_dev:-200 ../shared/data/faces/mtfl_train:holdout
 

@@ -99,10 +99,13 @@ def log_losses(ctx: RunContext) -> None:
 
 
 def _better(metric: str, new: float, best: float | None) -> bool:
+    """Whether ``new`` replaces the kept model. A tie replaces it too: the later model has trained
+    longer on everything the metric does not see (a decoder-only stage never changes the part metrics,
+    so with strict comparison it would keep its first validation's decoder)."""
     if best is None or not math.isfinite(best):
         return math.isfinite(new)
     lower_is_better = "nme" in metric.split("_")  # any landmark error: nme, val2_nme_ratio, ...
-    return new < best if lower_is_better else new > best
+    return new <= best if lower_is_better else new >= best
 
 
 def make_validate(ctx: RunContext) -> Callable[[RunContext], None] | None:

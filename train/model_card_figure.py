@@ -2,7 +2,7 @@
 and synthetic faces) and one part swap, made with the demo's own functions
 (``partdisc_core.hub.example_figure``, which ``python -m partdisc_core.hub push`` also uses).
 
-    python train/model_card_figure.py --checkpoint checkpoints/faces-k8 --out checkpoints/faces-k8/examples.png
+    python train/model_card_figure.py --checkpoint checkpoints/faces-k16 --out checkpoints/faces-k16/examples.png
 """
 from __future__ import annotations
 
