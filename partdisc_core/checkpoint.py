@@ -27,7 +27,8 @@ FORMAT = "partdisc/1"
 
 DEFAULT_NAME = "faces-k16"
 """The shipped face model that ``load_model()`` and the demo use; the other folders of ``checkpoints/``
-(``faces-k8``, the previous default; ``faces-k8-scratch``, the from-scratch encoder) ship beside it and load by :func:`shipped_checkpoint`."""
+(``faces-k8``, the previous default; ``faces-k8-scratch``, the from-scratch encoder) ship beside it
+and load by :func:`shipped_checkpoint`."""
 
 
 def shipped_checkpoint(name: str = DEFAULT_NAME) -> Path:

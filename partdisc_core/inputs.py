@@ -330,6 +330,24 @@ def resize(image: Any, size: tuple[int, int], resample: str | None = None, reduc
     return np.asarray(out, dtype=np.float32) if floating else np.asarray(out)
 
 
+def resize_maps(maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Bilinear resize of a stack of float maps (N, H, W) to ``size`` = (width, height), all N in one
+    vectorised call (half-pixel centres like :func:`resize`'s bilinear; antialiased when shrinking).
+    Returns float32 (N, height, width), stored pixel-major (a view of (height, width, N) memory), so
+    that per-pixel reductions over the N maps, such as an argmax, read contiguous memory."""
+    import torch
+    import torch.nn.functional as F
+
+    width, height = int(size[0]), int(size[1])
+    maps = np.ascontiguousarray(maps, dtype=np.float32)
+    if maps.shape[1:] == (height, width):
+        return maps
+    shrink = height < maps.shape[1] or width < maps.shape[2]
+    src = torch.from_numpy(maps)[None].contiguous(memory_format=torch.channels_last)
+    out = F.interpolate(src, size=(height, width), mode="bilinear", align_corners=False, antialias=shrink)
+    return out[0].numpy()
+
+
 def resize_tensor(t: "torch.Tensor", size: int | tuple[int, int]) -> "torch.Tensor":
     """Bilinear (antialiased) resize of a (3, H, W) tensor in [0, 1] to size x size or (h, w)."""
     import torch.nn.functional as F

@@ -20,7 +20,7 @@ from typing import Optional, Sequence
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from .inputs import resize, to_rgb
+from .inputs import resize, resize_maps, to_rgb
 
 __all__ = [
     "PALETTE",
@@ -179,15 +179,14 @@ def overlay_masks(
     if m.ndim != 3:
         raise ValueError(f"masks must be (K+1, H, W), got {m.shape}")
     H, W = img.shape[:2]
-    if m.shape[1:] != (H, W):
-        m = np.stack([resize(mk, (W, H), "bilinear") for mk in m], 0)
+    m = resize_maps(m, (W, H))
     K = m.shape[0] - 1
     colors = part_colors(K).astype(np.float32)  # (K+1, 3)
     imgf = img.astype(np.float32)
     opacity = float(np.clip(opacity, 0.0, 1.0))
 
     if hard:
-        labels = m.argmax(0)
+        labels = m.argmax(0)  # fast on resize_maps' pixel-major layout
         color = colors[labels]  # (H, W, 3)
         alpha = np.full((H, W), opacity, np.float32)
         if not show_background:
@@ -330,13 +329,12 @@ def map_grid(
     W = pad + columns * (cell_w + pad)
     H = pad + rows * (cell_h + pad)
     canvas = np.full((H, W, 3), 255, np.uint8)
-    for i in range(N):
+    tiles = lut[np.clip(resize_maps(a, (size, size)) * 255.0 + 0.5, 0, 255).astype(np.uint8)]  # (N, s, s, 3)
+    for i in range(N):  # placing the tiles; the maps were resized and coloured above, all at once
         r, c = divmod(i, columns)
         x0 = pad + c * (cell_w + pad)
         y0 = pad + r * (cell_h + pad)
-        tile = resize(a[i], (size, size), "bilinear")
-        idx = np.clip(tile * 255.0 + 0.5, 0, 255).astype(np.uint8)
-        canvas[y0 + th + border:y0 + cell_h, x0:x0 + cell_w] = lut[idx]
+        canvas[y0 + th + border:y0 + cell_h, x0:x0 + cell_w] = tiles[i]
         canvas[y0 + th:y0 + th + border, x0:x0 + cell_w] = colors[i]
 
     if th:
