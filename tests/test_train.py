@@ -25,7 +25,9 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "train"))
 
 import engine  # noqa: E402
+from launch import available_cores, cpu_process_count  # noqa: E402
 from options import CONFIG_DIR, TrainConfig, resolve_config  # noqa: E402
+from schedule import Schedule  # noqa: E402
 from state import find_state, load_state, save_state  # noqa: E402
 
 from partdisc_core import PartDiscLoss, PartDiscModel, apply_overrides, load_model  # noqa: E402
@@ -319,6 +321,136 @@ def test_torchrun_two_processes_on_cpu(tmp_path):
     model = load_model(out)
     assert model.cfg.width == 64
     assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_cpu_process_count_splits_the_batch_over_the_cores():
+    env = {"OMP_NUM_THREADS": "2"}
+    assert cpu_process_count(0, 16, "cpu", env) == 2
+    assert cpu_process_count(0, 16, "cpu", {"OMP_NUM_THREADS": "1"}) == 1  # the user's bound holds
+    assert cpu_process_count(0, 6, "cpu", {"OMP_NUM_THREADS": "4"}) == 3  # an even split of the batch
+    assert cpu_process_count(0, 4, "cpu", {"OMP_NUM_THREADS": "8"}) == 2  # at least two images each
+    assert cpu_process_count(0, 16, "cpu", {"OMP_NUM_THREADS": "4", "WORLD_SIZE": "2"}) == 1  # under torchrun
+    assert cpu_process_count(0, 16, "cuda", env) == 1
+    assert cpu_process_count(1, 16, "cpu", env) == 1 and cpu_process_count(4, 16, "cpu", env) == 4
+    with pytest.raises(SystemExit, match="does not divide the batch size 16"):
+        cpu_process_count(3, 16, "cpu", env)
+    assert available_cores({"OMP_NUM_THREADS": "3"}) == 3 and available_cores({}) >= 1
+
+
+def test_rank_0_validates_with_every_core_of_a_data_parallel_run(monkeypatch):
+    from hooks import with_every_core
+
+    seen = []
+    monkeypatch.setattr(torch, "get_num_threads", lambda: seen[-1] if seen else 1)
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: seen.append(n))
+    monkeypatch.setenv("PARTDISC_CPU_CORES", "2")
+    calls = []
+    with_every_core(lambda ctx: calls.append(torch.get_num_threads()))(None)
+    assert calls == [2] and seen == [2, 1]  # two threads while validating, one again after
+    monkeypatch.delenv("PARTDISC_CPU_CORES")
+    fn = lambda ctx: None  # noqa: E731
+    assert with_every_core(fn) is fn  # a single process keeps its threads
+
+
+def _two_ranks(rank: int, store: str, results: str) -> None:
+    """One rank of test_ranks_share_losses_nan_checks_and_learning_rate (gloo on a file store)."""
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2)
+    try:
+        out = {"mean": engine.mean_over_ranks({"total": torch.tensor(1.0 + rank), "rec": torch.tensor(4.0 * rank)}),
+               "nan_total": engine.mean_over_ranks({"total": torch.tensor(float("nan") if rank else 1.0)})["total"]}
+        # rank 1's clock says 45 of the budget's 60 s are gone, rank 0's that none are
+        sched = Schedule(TrainConfig(max_steps=1000, max_minutes=1.0, lr_milestones=(0.5,)), elapsed_s=45.0 * rank)
+        out["own_lr_factor"] = sched.lr_factor(5)
+        out["finished"] = sched.finished(5)
+        out["lr_factor"] = sched.lr_factor(5)
+        Path(f"{results}.{rank}").write_text(json.dumps(out))
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_ranks_share_losses_nan_checks_and_learning_rate(tmp_path):
+    """Data-parallel ranks log the mean of their losses, all see a NaN that only one of them met (so
+    none is left waiting in backward), and set rank 0's learning rate whatever their own clocks say."""
+    import torch.multiprocessing as mp
+
+    mp.spawn(_two_ranks, args=(str(tmp_path / "store"), str(tmp_path / "out")), nprocs=2)
+    ranks = [json.loads((tmp_path / f"out.{r}").read_text()) for r in range(2)]
+    for r in ranks:
+        assert r["mean"] == {"total": 1.5, "rec": 2.0}
+        assert r["nan_total"] != r["nan_total"]  # NaN on both ranks
+        assert r["finished"] is False and r["lr_factor"] == 1.0  # rank 0's progress: 0 of the budget
+    assert ranks[1]["own_lr_factor"] == pytest.approx(0.1)  # what rank 1 alone would have set
+
+
+@pytest.mark.slow
+def test_cli_trains_in_one_process_per_core_on_the_cpu(tmp_path):
+    """--cpu-processes 2 (what a 2-core CPU gets by default): two ranks share each batch, rank 0
+    logs and saves, the run ends once; a NaN stops both ranks with the usual message."""
+    out = tmp_path / "dp"
+    args = ["--config", "synthetic", "--batch-size", "4", "--max-steps", "3", "--save-every", "3", "--log-every", "1",
+            "--sample-every", "100", "--out", str(out), "--device", "cpu", "--cpu-processes", "2", *TINY_ARGS]
+    proc = run_cli(args, timeout=600)
+    assert proc.returncode == 0, (proc.stdout[-2000:], proc.stderr[-4000:])
+    assert "2 data-parallel training processes on the CPU, 1 thread(s) each, each on 2 images" in proc.stdout
+    assert "1 threads x 2 processes" in proc.stdout
+    assert proc.stdout.count("[partdisc] done") == 1
+    assert log_steps(out) == [1, 2, 3] and saved_step(out / "last") == 3
+    assert all(torch.isfinite(p).all() for p in load_model(out).parameters())
+    bad = run_cli([*args[:-len(TINY_ARGS)], "--out", str(tmp_path / "nan"), "--lr", "1e30", *TINY_ARGS], timeout=600)
+    assert bad.returncode != 0
+    assert "the loss became" in bad.stderr, bad.stderr[-3000:]
+    assert "Traceback" not in bad.stderr
+
+
+def _processes_with(text: str, parent: int | None = None) -> list[int]:
+    """PIDs of live processes whose command line contains ``text`` (and whose parent is ``parent``,
+    when given; Linux)."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and text in (proc / "cmdline").read_bytes().decode(errors="replace"):
+                state, ppid = (proc / "stat").read_text().rsplit(")", 1)[-1].split()[:2]
+                if state != "Z" and (parent is None or int(ppid) == parent):
+                    pids.append(int(proc.name))
+        except (OSError, ValueError):
+            continue
+    return pids
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGKILL"])
+def test_stopping_the_launcher_stops_every_rank(tmp_path, sig):
+    """A data-parallel run killed from outside (a time limit, ``kill``, even ``kill -9``) leaves no
+    rank training on: SIGTERM reaches them through the launcher, SIGKILL through the parent-death signal."""
+    import signal
+
+    out = tmp_path / f"run-{sig}"
+    cmd = [sys.executable, str(REPO / "train" / "main.py"), "--config", "synthetic", "--batch-size", "4",
+           "--max-steps", "100000", "--log-every", "1", "--save-every", "100000", "--sample-every", "100000",
+           "--out", str(out), "--device", "cpu", "--cpu-processes", "2", *TINY_ARGS]
+    launcher = subprocess.Popen(cmd, cwd=REPO, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 300
+        while not ((out / "log.jsonl").is_file() and (out / "log.jsonl").read_text().strip()):
+            assert launcher.poll() is None and time.time() < deadline, "the run did not start"
+            time.sleep(0.5)
+        assert len(_processes_with(str(out), parent=launcher.pid)) == 2  # two ranks training
+        launcher.send_signal(getattr(signal, sig))
+        code = launcher.wait(timeout=60)
+        assert code == (-signal.SIGKILL if sig == "SIGKILL" else 128 + signal.SIGTERM)
+        deadline = time.time() + 30
+        while _processes_with(str(out)) and time.time() < deadline:
+            time.sleep(0.5)
+        assert _processes_with(str(out)) == []
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+        for pid in _processes_with(str(out)):
+            os.kill(pid, signal.SIGKILL)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ time budget in :class:`schedule.Schedule`.
 """
 from __future__ import annotations
 
+import math
 import os
 import sys
 import time
@@ -69,8 +70,8 @@ def train_step(step_module: nn.Module, optimizer: torch.optim.Optimizer, images:
         feature_views = (appearance_jitter(v1, jitter), appearance_jitter(v2, jitter)) if jitter > 0 else None
     with torch.autocast(device_type=images.device.type, dtype=torch.bfloat16, enabled=amp):
         losses = step_module(v1, v2, class_ids, feature_views)
-    values = {k: float(v.detach()) for k, v in losses.items()}
-    if not torch.isfinite(losses["total"]):
+    values = mean_over_ranks(losses)
+    if not math.isfinite(values["total"]):  # on every rank alike, so none is left waiting in backward
         raise NonFiniteLoss(values)
     optimizer.zero_grad(set_to_none=True)
     losses["total"].backward()
@@ -78,6 +79,16 @@ def train_step(step_module: nn.Module, optimizer: torch.optim.Optimizer, images:
         torch.nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]], cfg.grad_clip)
     optimizer.step()
     return values
+
+
+def mean_over_ranks(losses: dict[str, torch.Tensor]) -> dict[str, float]:
+    """The losses as floats; under data parallelism, their mean over the processes (the whole
+    batch's losses, one small all-reduce), so every rank logs and checks the same values."""
+    if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+        return {k: float(v.detach()) for k, v in losses.items()}
+    stacked = torch.stack([v.detach().float().reshape(()) for v in losses.values()])
+    dist.all_reduce(stacked)
+    return dict(zip(losses, (stacked / dist.get_world_size()).tolist()))
 
 
 def setup_distributed(device_arg: str) -> tuple[int, int, torch.device]:
@@ -212,7 +223,7 @@ def train(cfg: TrainConfig) -> Path:
     bar = hooks.ProgressBar(cfg, ctx.step, enabled=main)
     if main:
         print(f"[partdisc] training on {device} ({'bf16 autocast' if amp else 'float32'}, "
-              f"{torch.get_num_threads()} threads)" + (f", budget {cfg.max_minutes:g} min" if cfg.max_minutes else ""))
+              f"{torch.get_num_threads()} threads" + (f" x {world} processes" if world > 1 else "") + ")" + (f", budget {cfg.max_minutes:g} min" if cfg.max_minutes else ""))
     model.train()
     last = schedule.finished(ctx.step)
     while not last:

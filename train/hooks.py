@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -177,13 +178,30 @@ def save_snapshot(ctx: RunContext) -> None:
                metadata={"step": ctx.step})
 
 
+def with_every_core(fn: Callable[[RunContext], None]) -> Callable[[RunContext], None]:
+    """``fn`` with the threads of every core of a CPU data-parallel run (``launch.py``): rank 0
+    validates while the other ranks wait for it at the next step's all-reduce."""
+    cores = int(os.environ.get("PARTDISC_CPU_CORES", "0") or 0)
+    if cores <= torch.get_num_threads():
+        return fn
+
+    def run(ctx: RunContext) -> None:
+        threads = torch.get_num_threads()
+        torch.set_num_threads(cores)
+        try:
+            fn(ctx)
+        finally:
+            torch.set_num_threads(threads)
+    return run
+
+
 def default_actions(ctx: RunContext, dataset) -> list[Action]:
     """The periodic actions of a run, in the order they run after a step."""
     cfg = ctx.cfg
     actions = [Action(cfg.log_every, log_losses)]
     validate = make_validate(ctx)
     if validate is not None:
-        actions.append(Action(cfg.eval_every, validate))
+        actions.append(Action(cfg.eval_every, with_every_core(validate)))
     actions.append(Action(cfg.sample_every, make_plot(ctx, dataset)))
     actions.append(Action(cfg.save_every, save_training_state))
     if cfg.snapshot_every:

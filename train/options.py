@@ -60,6 +60,10 @@ class TrainConfig:
     grad_clip: float = 0.0
     num_workers: int = 2
     device: str = "auto"
+    cpu_processes: int = 0
+    """Training on the CPU: how many processes share each batch, data-parallel (0: one per core, up
+    to ``OMP_NUM_THREADS`` when set, as many as split the batch evenly; 1: one process, all threads).
+    Same maths; several single-thread processes use a CPU's cores better than one process's threads."""
     amp: bool = True
     """bf16 autocast where it is native: on CUDA, and on CPUs with AVX512-BF16 or AMX."""
     amp_cpu: bool = False
@@ -137,6 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float)
     p.add_argument("--num-workers", type=int)
     p.add_argument("--device", help="auto, cpu, cuda, cuda:1 ...")
+    p.add_argument("--cpu-processes", type=int, help="on the CPU: data-parallel processes sharing each batch "
+                                                      "(0: one per core; 1: a single process)")
     p.add_argument("--out", help="run folder: checkpoints, config, logs and plots")
     p.add_argument("--resume", action="store_true", help="continue from the last save in --out")
     p.add_argument("--seed", type=int)
@@ -197,7 +203,7 @@ def resolve_config(argv: list[str] | None = None) -> TrainConfig:
     if args.resume and args.out and (Path(args.out) / "train_config.json").is_file() and not args.config:
         cfg = TrainConfig.from_json(Path(args.out) / "train_config.json")
     simple = {"dataset": "dataset", "val_root": "val_root", "val2_root": "val2_root", "val_fit": "val_fit", "batch_size": "batch_size",
-              "max_steps": "max_steps", "max_minutes": "max_minutes", "init_from": "init_from", "lr": "lr", "num_workers": "num_workers", "device": "device", "out": "out",
+              "max_steps": "max_steps", "max_minutes": "max_minutes", "init_from": "init_from", "lr": "lr", "num_workers": "num_workers", "device": "device", "out": "out", "cpu_processes": "cpu_processes",
               "seed": "seed", "save_every": "save_every", "eval_every": "eval_every",
               "sample_every": "sample_every", "log_every": "log_every", "compile": "compile"}
     for arg, key in simple.items():
@@ -214,6 +220,8 @@ def resolve_config(argv: list[str] | None = None) -> TrainConfig:
         from partdisc_core.checkpoint import DEFAULT_CHECKPOINT
 
         cfg.init_from = str(DEFAULT_CHECKPOINT)
+    if cfg.cpu_processes < 0:
+        raise SystemExit("--cpu-processes must be >= 0 (0: one per core)")
     if cfg.max_minutes < 0:
         raise SystemExit("--max-minutes must be >= 0")
     model_over = list(args.model)

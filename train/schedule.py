@@ -22,19 +22,24 @@ class Schedule:
         self.start_step = start_step
         self.reserve_s = 0.0
         """Seconds kept back at the end of a budget for the final validation and save."""
+        self._shared: tuple[int, float] | None = None  # (step, rank 0's elapsed seconds) under DDP
 
     @property
     def budget_s(self) -> float | None:
         return self.cfg.max_minutes * 60.0 if self.cfg.max_minutes else None
 
-    def elapsed_s(self) -> float:
+    def elapsed_s(self, step: int | None = None) -> float:
+        """Seconds since the start; for the step that :meth:`finished` last looked at under DDP,
+        rank 0's figure, so every rank sets the same learning rate."""
+        if step is not None and self._shared is not None and self._shared[0] == step:
+            return self._shared[1]
         return self.clock() - self.origin
 
     def progress(self, step: int) -> float:
         """Fraction of the run done, in [0, 1]."""
         done = step / max(self.cfg.max_steps, 1)
         if self.budget_s:
-            done = max(done, self.elapsed_s() / max(self.budget_s - self.reserve_s, 1e-9))
+            done = max(done, self.elapsed_s(step) / max(self.budget_s - self.reserve_s, 1e-9))
         return min(done, 1.0)
 
     def lr_factor(self, step: int) -> float:
@@ -56,13 +61,14 @@ class Schedule:
     def finished(self, step: int) -> bool:
         """True once ``max_steps`` are done or the time budget (less the reserve) is spent; under
         torchrun every rank takes rank 0's decision, so they stop at the same step."""
-        done = step >= self.cfg.max_steps or bool(self.budget_s and self.elapsed_s() >= self.budget_s - self.reserve_s)
+        elapsed = self.elapsed_s()
+        done = step >= self.cfg.max_steps or bool(self.budget_s and elapsed >= self.budget_s - self.reserve_s)
         if torch.distributed.is_available() and torch.distributed.is_initialized() and self.budget_s:
-            flag = torch.tensor([float(done)])
+            shared = torch.tensor([float(done), elapsed], dtype=torch.float64)
             if torch.distributed.get_backend() == "nccl":
-                flag = flag.cuda()
-            torch.distributed.broadcast(flag, src=0)
-            done = bool(flag.item())
+                shared = shared.cuda()
+            torch.distributed.broadcast(shared, src=0)
+            done, self._shared = bool(shared[0].item()), (step, float(shared[1].item()))
         return done
 
     def seconds_left(self, step: int, steps_per_s: float) -> float:
