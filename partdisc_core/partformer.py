@@ -28,11 +28,16 @@ class Attention(nn.Module):
         self.qkv = nn.Linear(dim, dim * 3)
         self.proj = nn.Linear(dim, dim)
 
-    def forward(self, x: torch.Tensor, num_queries_kept: int = 0) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Self-attention; with ``num_queries_kept`` > 0 also returns the attention weights of the
-        first ``num_queries_kept`` tokens (the part tokens), averaged over heads: (B, Q, N)."""
+    def forward(self, x: torch.Tensor, num_queries_kept: int = 0, rows: int = 0
+                ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Self-attention of the tokens x (B, N, d) -> (B, N, d), or (B, rows, d) for the first
+        ``rows`` tokens alone when ``rows`` > 0 (they still attend to all N). With
+        ``num_queries_kept`` > 0 also returns the attention weights of the first ``num_queries_kept``
+        tokens (the part tokens), averaged over heads: (B, Q, N)."""
         b, n, d = x.shape
         q, k, v = self.qkv(x).reshape(b, n, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        if rows:
+            q = q[:, :, :rows]
         if q.device.type == "cpu" and torch.is_grad_enabled() and q.requires_grad:
             out = explicit_attention(q, k, v)
         else:
@@ -42,7 +47,7 @@ class Attention(nn.Module):
             # Only the part tokens' rows, computed explicitly: (B, heads, Q, N) -> mean over heads.
             logits = q[:, :, :num_queries_kept] @ k.transpose(-2, -1) * (q.shape[-1] ** -0.5)
             weights = logits.float().softmax(dim=-1).mean(dim=1)
-        return self.proj(out.transpose(1, 2).reshape(b, n, d)), weights
+        return self.proj(out.transpose(1, 2).reshape(b, q.shape[2], d)), weights
 
 
 class Block(nn.Module):
@@ -55,9 +60,11 @@ class Block(nn.Module):
         self.norm2 = nn.LayerNorm(dim)
         self.mlp = nn.Sequential(nn.Linear(dim, mlp_dim), nn.GELU(), nn.Linear(mlp_dim, dim))
 
-    def forward(self, x: torch.Tensor, num_queries_kept: int = 0) -> tuple[torch.Tensor, torch.Tensor | None]:
-        y, weights = self.attn(self.norm1(x), num_queries_kept)
-        x = x + y
+    def forward(self, x: torch.Tensor, num_queries_kept: int = 0, rows: int = 0
+                ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """x (B, N, width) -> (B, N, width), or the first ``rows`` tokens' outputs alone (``rows`` > 0)."""
+        y, weights = self.attn(self.norm1(x), num_queries_kept, rows)
+        x = (x[:, :rows] if rows else x) + y
         x = x + self.mlp(self.norm2(x))
         return x, weights
 
@@ -103,8 +110,10 @@ class PartFormer(nn.Module):
         x = self.norm_pre(torch.cat([tokens, patches], dim=1))
         q = tokens.shape[1] if return_attention else 0
         attention = None
-        for block in self.blocks:
-            x, weights = block(x, q)
+        last = len(self.blocks) - 1
+        for i, block in enumerate(self.blocks):
+            # G reads only the part tokens after the last block: its patch-token outputs are never used
+            x, weights = block(x, q, rows=tokens.shape[1] if i == last else 0)
             if weights is not None:
                 attention = weights if attention is None else attention + weights
         parts = self.proj(self.norm(x[:, : tokens.shape[1]]))

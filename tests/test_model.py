@@ -150,6 +150,41 @@ def test_attention_matches_a_hand_computation(eval_model):
     torch.testing.assert_close(attn, total.reshape(attn.shape), atol=1e-5, rtol=1e-4)
 
 
+@pytest.mark.parametrize("grad", [False, True])
+def test_last_block_computes_only_the_part_tokens_with_the_same_result(grad):
+    """G reads the part tokens alone after the last block, so the PartFormer skips that block's
+    patch-token outputs: G and every gradient equal those of the whole last block (the training path
+    with the explicit CPU attention, and the fused inference path)."""
+    model = tiny_model(seed=3)
+    pf = model.partformer
+    x = model.normalize(random_views()[0])
+
+    def whole(images):  # every block on every token, then the part tokens
+        patches = pf.patch_embed(images)
+        patches = patches.flatten(2).transpose(1, 2) + pf.pos_embed
+        tokens = pf.select_tokens(images.shape[0], None)
+        h = pf.norm_pre(torch.cat([tokens, patches], dim=1))
+        for block in pf.blocks:
+            h, _ = block(h)
+        assert h.shape[1] == tokens.shape[1] + patches.shape[1]
+        return pf.proj(pf.norm(h[:, : tokens.shape[1]]))
+
+    seen = []
+    hook = pf.blocks[-1].mlp.register_forward_hook(lambda m, a, out: seen.append(a[0].shape[1]))
+    with torch.set_grad_enabled(grad):
+        fast, _ = pf(x)
+        hook.remove()
+        slow = whole(x)
+    assert seen == [pf.part_tokens.shape[0]]  # the last MLP ran on the K + 1 part tokens alone
+    torch.testing.assert_close(fast, slow, atol=1e-6, rtol=1e-5)
+    if grad:
+        w = torch.randn_like(fast)
+        g_fast = torch.autograd.grad((fast * w).sum(), list(pf.parameters()))
+        g_slow = torch.autograd.grad((slow * w).sum(), list(pf.parameters()))
+        for a, b in zip(g_fast, g_slow):
+            torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
+
+
 # ---------------------------------------------------------------- class-conditional tokens (§4.4)
 def test_class_conditional_tokens():
     model = tiny_model(num_classes=3).eval()

