@@ -5,7 +5,9 @@
 
 Each round runs the same command in this tree and in a git worktree of ``--ref`` (alternating, so
 load changes hit both alike), for ``--steps`` steps with validation, pictures and saves out of the
-way, and reads images/s from the runs' ``log.jsonl`` after ``--warmup`` steps. Prints the median
+way, and reads images/s from the runs' ``log.jsonl`` after ``--warmup`` steps. ``--threads`` is the
+runs' ``OMP_NUM_THREADS``: one process with that many threads in the older tree, and, in a tree that
+has ``train/launch.py``, as many single-thread data-parallel processes (its default on a CPU). Prints the median
 of each and their ratio, with the CPU model and flags. Nothing else should run meanwhile.
 """
 from __future__ import annotations

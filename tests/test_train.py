@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "train"))
 
 import engine  # noqa: E402
-from launch import available_cores, cpu_process_count  # noqa: E402
+from launch import available_cores, cgroup_cpu_limit, cpu_process_count  # noqa: E402
 from options import CONFIG_DIR, TrainConfig, resolve_config  # noqa: E402
 from schedule import Schedule  # noqa: E402
 from state import find_state, load_state, save_state  # noqa: E402
@@ -335,6 +335,23 @@ def test_cpu_process_count_splits_the_batch_over_the_cores():
     with pytest.raises(SystemExit, match="does not divide the batch size 16"):
         cpu_process_count(3, 16, "cpu", env)
     assert available_cores({"OMP_NUM_THREADS": "3"}) == 3 and available_cores({}) >= 1
+
+
+def test_cgroup_cpu_quota_bounds_the_cores(tmp_path):
+    v2 = tmp_path / "v2"
+    v2.mkdir()
+    (v2 / "cpu.max").write_text("150000 100000\n")  # 1.5 CPUs -> 2 processes at most
+    assert cgroup_cpu_limit(v2) == 2
+    (v2 / "cpu.max").write_text("max 100000\n")
+    assert cgroup_cpu_limit(v2) is None
+    v1 = tmp_path / "v1" / "cpu"
+    v1.mkdir(parents=True)
+    (v1 / "cpu.cfs_quota_us").write_text("400000\n")
+    (v1 / "cpu.cfs_period_us").write_text("100000\n")
+    assert cgroup_cpu_limit(tmp_path / "v1") == 4
+    (v1 / "cpu.cfs_quota_us").write_text("-1\n")
+    assert cgroup_cpu_limit(tmp_path / "v1") is None
+    assert cgroup_cpu_limit(tmp_path / "nothing") is None
 
 
 def test_rank_0_validates_with_every_core_of_a_data_parallel_run(monkeypatch):
