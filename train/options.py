@@ -61,9 +61,10 @@ class TrainConfig:
     num_workers: int = 2
     device: str = "auto"
     cpu_processes: int = 0
-    """Training on the CPU: how many processes share each batch, data-parallel (0: one per core, up
-    to ``OMP_NUM_THREADS`` when set, as many as split the batch evenly; 1: one process, all threads).
-    Same maths; several single-thread processes use a CPU's cores better than one process's threads."""
+    """Training on the CPU: how many processes share each batch, data-parallel (0: one per core, as
+    many as split the batch evenly, bounded by ``OMP_NUM_THREADS`` when set and by a container's CPU
+    quota; 1: one process, all threads). Same maths; several single-thread processes use a CPU's
+    cores better than one process's threads (``train/launch.py``)."""
     amp: bool = True
     """bf16 autocast where it is native: on CUDA, and on CPUs with AVX512-BF16 or AMX."""
     amp_cpu: bool = False
