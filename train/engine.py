@@ -91,12 +91,19 @@ def mean_over_ranks(losses: dict[str, torch.Tensor]) -> dict[str, float]:
     return dict(zip(losses, (stacked / dist.get_world_size()).tolist()))
 
 
+def device_type(device_arg: str) -> str:
+    """"cuda" or "cpu" (or another torch device type) for ``--device``: "auto" is CUDA when present."""
+    if device_arg == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(device_arg).type
+
+
 def setup_distributed(device_arg: str) -> tuple[int, int, torch.device]:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local = int(os.environ.get("LOCAL_RANK", "0"))
     if device_arg == "auto":
-        device = torch.device(f"cuda:{local}" if torch.cuda.is_available() else "cpu")
+        device = torch.device(f"cuda:{local}" if device_type(device_arg) == "cuda" else "cpu")
     else:
         device = torch.device(device_arg)
         if device.type == "cuda" and device.index is None and world > 1:
@@ -256,4 +263,4 @@ def train(cfg: TrainConfig) -> Path:
     return out
 
 
-__all__ = ["TrainStep", "train_step", "train", "NonFiniteLoss", "use_autocast", "cpu_has_native_bf16"]
+__all__ = ["TrainStep", "train_step", "train", "device_type", "NonFiniteLoss", "use_autocast", "cpu_has_native_bf16"]

@@ -56,22 +56,12 @@ def available_cores(env: dict[str, str] | None = None) -> int:
     return min(cores, cgroup_cpu_limit() or cores)
 
 
-def trains_on_cpu(device: str) -> bool:
-    if device == "cpu":
-        return True
-    if device == "auto":
-        import torch
-
-        return not torch.cuda.is_available()
-    return False
-
-
-def cpu_process_count(requested: int, batch_size: int, device: str, env: dict[str, str] | None = None) -> int:
+def cpu_process_count(requested: int, batch_size: int, device_type: str, env: dict[str, str] | None = None) -> int:
     """How many processes train on the CPU: ``requested`` when > 0 (it must divide the batch), else
     the most cores (at most ``available_cores``) that split the batch evenly with at least two
-    images each. 1 under a launcher (``WORLD_SIZE`` set) or off the CPU."""
+    images each. 1 under a launcher (``WORLD_SIZE`` set) or when ``device_type`` is not "cpu"."""
     env = os.environ if env is None else env
-    if "WORLD_SIZE" in env or not trains_on_cpu(device):
+    if "WORLD_SIZE" in env or device_type != "cpu":
         return 1
     if requested > 0:
         if batch_size % requested:
@@ -146,4 +136,4 @@ def launch(processes: int, argv: list[str], script: Path, threads: int = 1, poll
     return status or next((p.returncode for p in procs if p.returncode), 0)
 
 
-__all__ = ["available_cores", "cgroup_cpu_limit", "cpu_process_count", "launch", "trains_on_cpu"]
+__all__ = ["available_cores", "cgroup_cpu_limit", "cpu_process_count", "launch"]

@@ -19,7 +19,7 @@ import os
 import sys
 from pathlib import Path
 
-from engine import train
+from engine import device_type, train
 from launch import available_cores, cpu_process_count, launch
 from options import resolve_config
 
@@ -27,7 +27,7 @@ from options import resolve_config
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else list(argv)
     cfg = resolve_config(argv)
-    processes = cpu_process_count(cfg.cpu_processes, cfg.batch_size, cfg.device)
+    processes = cpu_process_count(cfg.cpu_processes, cfg.batch_size, device_type(cfg.device))
     if processes > 1:
         threads = max(1, available_cores() // processes)
         print(f"[partdisc] {processes} data-parallel training processes on the CPU, {threads} thread(s) each, "
