@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "train"))
 
 import engine  # noqa: E402
-from launch import available_cores, cgroup_cpu_limit, cpu_process_count  # noqa: E402
+from launch import available_cores, cgroup_cpu_limit, cpu_process_count, keep_freed_memory  # noqa: E402
 from options import CONFIG_DIR, TrainConfig, resolve_config  # noqa: E402
 from schedule import Schedule  # noqa: E402
 from state import find_state, load_state, save_state  # noqa: E402
@@ -352,6 +352,43 @@ def test_cgroup_cpu_quota_bounds_the_cores(tmp_path):
     (v1 / "cpu.cfs_quota_us").write_text("-1\n")
     assert cgroup_cpu_limit(tmp_path / "v1") is None
     assert cgroup_cpu_limit(tmp_path / "nothing") is None
+
+
+_FAULTS_PER_STEP = """
+import resource, sys, torch
+sys.path.insert(0, sys.argv[2])
+from launch import keep_freed_memory
+torch.set_num_threads(1)
+applied = keep_freed_memory() if sys.argv[1] == "keep" else False
+net = torch.nn.Sequential(torch.nn.Conv2d(8, 48, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(48, 8, 3, padding=1))
+x = torch.randn(4, 8, 192, 192)  # 28-57 MB activations and gradients: above glibc's largest mmap threshold
+def step():
+    net(x).square().mean().backward()
+for _ in range(4):
+    step()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(4):
+    step()
+print(applied, (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) // 4)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc")
+def test_training_processes_keep_freed_memory_for_the_next_step():
+    """With keep_freed_memory, repeated steps of large activations take no fresh pages from the
+    system (page faults); without it glibc returns them after every step and faults them in again."""
+    counts = {}
+    for mode in ("keep", "default"):
+        env = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"}
+        out = subprocess.run([sys.executable, "-c", _FAULTS_PER_STEP, mode, str(REPO / "train")], env=env,
+                             capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0, out.stderr[-2000:]
+        applied, faults = out.stdout.split()
+        counts[mode] = (applied == "True", int(faults))
+    assert counts["keep"][0] is True
+    assert counts["default"][1] > 5000, counts  # ~18,600 pages (73 MB) faulted in per step
+    assert counts["keep"][1] < counts["default"][1] / 5, counts  # 0-1,500 measured
+    assert keep_freed_memory({"GLIBC_TUNABLES": "glibc.malloc.mmap_max=4"}) is False  # the user's own setting wins
 
 
 def test_rank_0_validates_with_every_core_of_a_data_parallel_run(monkeypatch):

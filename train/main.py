@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 from engine import device_type, train
-from launch import available_cores, cpu_process_count, launch
+from launch import available_cores, cpu_process_count, keep_freed_memory, launch
 from options import resolve_config
 
 
@@ -34,6 +34,8 @@ def main(argv: list[str] | None = None) -> None:
               f"each on {cfg.batch_size // processes} images of every batch of {cfg.batch_size} "
               "(--cpu-processes 1: one process)", flush=True)
         raise SystemExit(launch(processes, argv, Path(__file__).resolve(), threads))
+    if device_type(cfg.device) == "cpu":
+        keep_freed_memory()  # every CPU training process, one or a launcher's rank
     out = train(cfg)
     if int(os.environ.get("RANK", "0")) == 0:
         print(f"[partdisc] done: load it with partdisc_core.load_model({str(out)!r})")
