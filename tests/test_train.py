@@ -379,14 +379,14 @@ def test_training_processes_keep_freed_memory_for_the_next_step():
     system (page faults); without it glibc returns them after every step and faults them in again."""
     counts = {}
     for mode in ("keep", "default"):
-        env = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"}
+        env = {k: v for k, v in os.environ.items() if k not in ("GLIBC_TUNABLES", "LD_PRELOAD")}  # glibc's own malloc
         out = subprocess.run([sys.executable, "-c", _FAULTS_PER_STEP, mode, str(REPO / "train")], env=env,
                              capture_output=True, text=True, timeout=300)
         assert out.returncode == 0, out.stderr[-2000:]
         applied, faults = out.stdout.split()
         counts[mode] = (applied == "True", int(faults))
     assert counts["keep"][0] is True
-    assert counts["default"][1] > 5000, counts  # ~18,600 pages (73 MB) faulted in per step
+    assert counts["default"][1] > 5000, counts  # 18,600-23,300 pages (73-91 MB) faulted in per step
     assert counts["keep"][1] < counts["default"][1] / 5, counts  # 0-1,500 measured
     assert keep_freed_memory({"GLIBC_TUNABLES": "glibc.malloc.mmap_max=4"}) is False  # the user's own setting wins
 

@@ -10,7 +10,8 @@ maths as one process on the whole batch (every loss is a mean over the batch, th
 averaged over the processes, the step is taken from the same weights everywhere).
 
 A launcher (``torchrun``) or ``--cpu-processes 1`` turns this off; ``OMP_NUM_THREADS=N`` bounds the
-cores used, as it bounds the threads of a single process.
+cores used, as it bounds the threads of a single process. Every CPU training process, one or many,
+also keeps the memory its steps free (:func:`keep_freed_memory`).
 """
 from __future__ import annotations
 
@@ -81,11 +82,11 @@ def keep_freed_memory(env: dict[str, str] | None = None) -> bool:
 
     A step allocates and frees the same large activations every time. By default glibc hands blocks
     above its mmap threshold (adaptive, at most 32 MB) back to the system at once, and the next
-    step pays for fresh pages (page faults): on
-    the 2-core development VM, writing into a fresh 64 MB tensor ran at 4 GB/s against 39 GB/s into
-    a reused one, and a training step took 7-12 % longer (figures in benchmarks/README.md). The
-    process keeps its peak memory instead of returning it between steps. Left alone when the user
-    set ``GLIBC_TUNABLES`` for malloc; returns whether it applied."""
+    step pays for fresh pages (page faults): on the 2-core development VM, writing into a fresh
+    64 MB tensor ran at 4 GB/s against 39 GB/s into a reused one, and a training step took 7-12 %
+    longer (figures in benchmarks/README.md). The process keeps its peak memory instead of
+    returning it between steps. Left alone when the user set ``GLIBC_TUNABLES`` for malloc;
+    returns whether it applied."""
     env = os.environ if env is None else env
     if not sys.platform.startswith("linux") or "glibc.malloc" in env.get("GLIBC_TUNABLES", ""):
         return False
