@@ -15,6 +15,7 @@ also keeps the memory its steps free (:func:`keep_freed_memory`).
 """
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import socket
@@ -76,6 +77,19 @@ def cpu_process_count(requested: int, batch_size: int, device_type: str, env: di
 M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4  # mallopt's parameters (glibc's malloc.h)
 
 
+@functools.lru_cache(maxsize=None)
+def _glibc():
+    """The C library (``ctypes``) on Linux, or None: for ``mallopt`` and ``prctl``."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        import ctypes
+
+        return ctypes.CDLL("libc.so.6")
+    except OSError:
+        return None
+
+
 def keep_freed_memory(env: dict[str, str] | None = None) -> bool:
     """Tell glibc's malloc to keep the memory a training step frees for the next step: no ``mmap``
     for large blocks, no trimming of the heap (Linux, for a CPU training process).
@@ -88,15 +102,10 @@ def keep_freed_memory(env: dict[str, str] | None = None) -> bool:
     returning it between steps. Left alone when the user set ``GLIBC_TUNABLES`` for malloc;
     returns whether it applied."""
     env = os.environ if env is None else env
-    if not sys.platform.startswith("linux") or "glibc.malloc" in env.get("GLIBC_TUNABLES", ""):
+    libc = _glibc()
+    if libc is None or not hasattr(libc, "mallopt") or "glibc.malloc" in env.get("GLIBC_TUNABLES", ""):
         return False
-    try:
-        import ctypes
-
-        mallopt = ctypes.CDLL("libc.so.6").mallopt
-    except (OSError, AttributeError):  # not glibc
-        return False
-    return bool(mallopt(M_MMAP_MAX, 0)) and bool(mallopt(M_TRIM_THRESHOLD, 2**31 - 1))
+    return bool(libc.mallopt(M_MMAP_MAX, 0)) and bool(libc.mallopt(M_TRIM_THRESHOLD, 2**31 - 1))
 
 
 def _free_port() -> int:
@@ -111,12 +120,9 @@ class _Stopped(Exception):
 
 def _die_with_parent() -> None:
     """In a rank, before exec (Linux): get SIGTERM when the launcher dies, even by SIGKILL."""
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6").prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
+    libc = _glibc()
+    if libc is not None and hasattr(libc, "prctl"):
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def launch(processes: int, argv: list[str], script: Path, threads: int = 1, poll_s: float = 0.2) -> int:
@@ -127,6 +133,8 @@ def launch(processes: int, argv: list[str], script: Path, threads: int = 1, poll
             "WORLD_SIZE": str(processes), "OMP_NUM_THREADS": str(threads),
             "PARTDISC_CPU_CORES": str(processes * threads)}
     linux = sys.platform.startswith("linux")
+    if linux:
+        _glibc()  # loaded here, not between fork and exec where _die_with_parent runs
 
     def stop(signum, frame):
         raise _Stopped()

@@ -27,14 +27,15 @@ from options import resolve_config
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else list(argv)
     cfg = resolve_config(argv)
-    processes = cpu_process_count(cfg.cpu_processes, cfg.batch_size, device_type(cfg.device))
+    device = device_type(cfg.device)
+    processes = cpu_process_count(cfg.cpu_processes, cfg.batch_size, device)
     if processes > 1:
         threads = max(1, available_cores() // processes)
         print(f"[partdisc] {processes} data-parallel training processes on the CPU, {threads} thread(s) each, "
               f"each on {cfg.batch_size // processes} images of every batch of {cfg.batch_size} "
               "(--cpu-processes 1: one process)", flush=True)
         raise SystemExit(launch(processes, argv, Path(__file__).resolve(), threads))
-    if device_type(cfg.device) == "cpu":
+    if device == "cpu":
         keep_freed_memory()  # every CPU training process, one or a launcher's rank
     out = train(cfg)
     if int(os.environ.get("RANK", "0")) == 0:
