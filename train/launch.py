@@ -132,9 +132,8 @@ def launch(processes: int, argv: list[str], script: Path, threads: int = 1, poll
     base = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port()),
             "WORLD_SIZE": str(processes), "OMP_NUM_THREADS": str(threads),
             "PARTDISC_CPU_CORES": str(processes * threads)}
-    linux = sys.platform.startswith("linux")
-    if linux:
-        _glibc()  # loaded here, not between fork and exec where _die_with_parent runs
+    # The C library is loaded here (Linux only), not between fork and exec where _die_with_parent runs.
+    in_rank = _die_with_parent if _glibc() is not None else None
 
     def stop(signum, frame):
         raise _Stopped()
@@ -146,7 +145,7 @@ def launch(processes: int, argv: list[str], script: Path, threads: int = 1, poll
         for r in range(processes):
             procs.append(subprocess.Popen([sys.executable, str(script), *argv],
                                           env={**base, "RANK": str(r), "LOCAL_RANK": str(r)},
-                                          preexec_fn=_die_with_parent if linux else None))
+                                          preexec_fn=in_rank))
         while any(p.poll() is None for p in procs):
             failed = [p.returncode for p in procs if p.returncode not in (None, 0)]
             if failed:
