@@ -120,6 +120,12 @@ class PartDiscConfig:
     swap_trains_parts: bool = False
     """With ``lambda_swap``: let the swap colour loss also train G (through S = sum_k V_k G_k only, not
     through V), so the part representations carry their colours; False trains the decoder alone."""
+    lambda_border: float = 0.0
+    """Weight of the border prior (:func:`partdisc_core.losses.border_loss`, not in the paper): the
+    pixels of V within ``border_width`` of the view's edge are pushed towards the background map, so
+    the scenery around a face is background and the K parts have to share the face itself."""
+    border_width: float = 0.0625
+    """Width of the border prior's ring, as a share of the map's side (0.0625: 2 of 32 pixels)."""
     alpha: float = 2.0
     """alpha of the area loss (eq. 6) on a 32x32 map; the reference uses 2.0 for CelebA, 0.5 for
     CUB and 1.5 for PartImageNet."""
@@ -155,7 +161,8 @@ class PartDiscConfig:
                  "encoder_head_width")
         bad = {name: getattr(self, name) for name in sizes if getattr(self, name) < 1}
         need(not bad, f"sizes must be >= 1, got {bad}")
-        weights = ("lambda_rec", "lambda_sc", "lambda_con", "lambda_area", "lambda_pixel", "lambda_swap")
+        weights = ("lambda_rec", "lambda_sc", "lambda_con", "lambda_area", "lambda_pixel", "lambda_swap",
+                   "lambda_border")
         bad = {name: getattr(self, name) for name in weights if getattr(self, name) < 0}
         need(not bad, f"loss weights must be >= 0, got {bad}")
         need(self.encoder in ENCODERS, f"encoder must be one of {ENCODERS}, got {self.encoder!r}")
@@ -166,6 +173,7 @@ class PartDiscConfig:
         need(self.width % self.heads == 0, "width must be divisible by heads")
         need(len(self.perceptual_layer_weights) == 5, "perceptual_layer_weights needs 5 values")
         need(self.tau > 0 and self.alpha > 0, "tau and alpha must be positive")
+        need(0 < self.border_width < 0.5, f"border_width must be in (0, 0.5), got {self.border_width}")
         need(self.image_size % 4 == 0, "image_size must be a multiple of 4 (two 2x upsamplings)")
         need(len(self.mobilenet_taps) >= 1 and list(self.mobilenet_taps) == sorted(set(self.mobilenet_taps))
              and all(0 <= t <= 18 for t in self.mobilenet_taps),

@@ -6,6 +6,8 @@ training engine's validation-based model selection.
   keypoint NMI / ARI and their FG- versions on ``test_dataset``, and the mean-shape baseline.
 * :func:`evaluate_masks` (DeepFashion, PartImageNet, synthetic): dense NMI / ARI over annotated
   pixels and FG-NMI / FG-ARI over pixels annotated as foreground.
+* :func:`evaluate_dense68` (faces with 68 points, e.g. ``helen_val68``): nmi68 / ari68 / bg68,
+  coverage of the face and spill onto the scenery (definitions in :mod:`partdisc_core.dense68`).
 
 Datasets yield the dicts of :mod:`partdisc_core.data`: ``image`` (3, S, S), ``landmarks`` (L, 2) in
 that S x S frame, optionally ``orig_size`` (H, W) of the frame the NME is measured in (the file's
@@ -32,7 +34,7 @@ from .metrics import (ContingencyAccumulator, apply_landmark_regressor, dense_la
 IGNORE_INDEX = 255
 
 __all__ = ["rotate_batch", "collect", "Collected", "evaluate_landmarks", "evaluate_masks", "evaluate",
-           "limit_dataset", "interleaved_split", "IGNORE_INDEX"]
+           "evaluate_dense68", "dataset_image_names", "limit_dataset", "interleaved_split", "IGNORE_INDEX"]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -281,6 +283,49 @@ def evaluate_masks(model, test_dataset: Dataset, batch_size: int = 32, rotate: f
     finally:
         model.train(was_training)
     return mask_metrics(test)
+
+
+def dataset_image_names(dataset: Dataset) -> list[str]:
+    """The image names (relative to its folder) of a landmarks dataset or a Subset of one."""
+    if isinstance(dataset, Subset):
+        names = dataset_image_names(dataset.dataset)
+        return [names[i] for i in dataset.indices]
+    if not hasattr(dataset, "names"):
+        raise TypeError(f"{type(dataset).__name__} does not list its images' names")
+    return list(dataset.names)
+
+
+@torch.no_grad()
+def evaluate_dense68(model, dataset: Dataset, batch_size: int = 32, num_workers: int = 0,
+                     progress: bool = False) -> dict:
+    """The dense face figures of :mod:`partdisc_core.dense68` over a dataset whose items carry
+    ``orig_landmarks`` (68, 2) and ``orig_size`` (e.g. ``LandmarksDataset(root, csv_name=
+    "landmarks68.csv")``): the soft maps are resized to each image's own size before the argmax.
+    Returns {nmi68, ari68, bg68, coverage, spill, num_dense68} (percent)."""
+    from .dense68 import Dense68Accumulator
+
+    was_training = model.training
+    model.eval()
+    acc = Dense68Accumulator()
+    background = model.cfg.num_tokens - 1
+    loader = _loader(dataset, batch_size, num_workers)
+    if progress:
+        from tqdm import tqdm
+
+        loader = tqdm(loader, desc="dense68", unit="batch", dynamic_ncols=True)
+    try:
+        for batch in loader:
+            maps = model.predict(batch["image"], return_attention=False, output_size=None,
+                                 batch_size=batch_size).masks
+            sizes = [tuple(int(v) for v in hw) for hw in batch["orig_size"].reshape(-1, 2).tolist()]
+            for size in sorted(set(sizes)):   # one resize per distinct image size in the batch
+                rows = [i for i, s in enumerate(sizes) if s == size]
+                resized = F.interpolate(maps[rows].float(), size=size, mode="bilinear", align_corners=False)
+                for labels, i in zip(resized.argmax(1).cpu(), rows):
+                    acc.update(labels.numpy(), batch["orig_landmarks"][i].numpy(), background)
+    finally:
+        model.train(was_training)
+    return acc.result()
 
 
 def evaluate(model, test_dataset: Dataset, fit_dataset: Dataset | None = None, batch_size: int = 32,

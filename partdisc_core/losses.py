@@ -1,5 +1,6 @@
 """The four losses of eq. (9): reconstruction (7), semantic consistency (8), concentration (4-5)
-and area (6), and two optional terms that are not in the paper (pixel L1, swap colour). Each is a
+and area (6), and three optional terms that are not in the paper (pixel L1, swap colour, border
+prior). Each is a
 small function or module; :class:`PartDiscLoss` adds them with the config's weights and lets any of
 them be switched off (weight 0) for the Table 6 ablations.
 """
@@ -65,6 +66,28 @@ def swap_colour_loss(swapped: torch.Tensor, maps_a: torch.Tensor, image_b: torch
     weight = torch.minimum(area_a, area_b)
     weight = weight / (weight.sum(dim=1, keepdim=True) + eps)
     return ((mean_swap - mean_b).abs().mean(dim=-1) * weight).sum(dim=1).mean()
+
+
+def border_ring(h: int, w: int, width: float, device=None) -> torch.Tensor:
+    """(H, W) bool: the pixels within ``width`` x side of the map's edge (at least one pixel)."""
+    ry, rx = max(1, round(width * h)), max(1, round(width * w))
+    ys, xs = torch.arange(h, device=device), torch.arange(w, device=device)
+    near_y = (ys < ry) | (ys >= h - ry)
+    near_x = (xs < rx) | (xs >= w - rx)
+    return near_y[:, None] | near_x[None, :]
+
+
+def border_loss(maps: torch.Tensor, width: float, eps: float = 1e-6) -> torch.Tensor:
+    """Border prior (not in the paper; ``lambda_border``): -log V_background averaged over the ring of
+    pixels within ``width`` of the edge of each view, over the batch.
+
+    maps: (B, K+1, H, W), background last. A face photo's edge is scenery, hair or clothes; without
+    this term the scenery is as good a place for a part as the face (the area loss of eq. (6) pushes
+    every part to grow, wherever it is), and parts spill onto walls while the face is left to the
+    background. Zero when the background holds the whole ring."""
+    ring = border_ring(maps.shape[-2], maps.shape[-1], width, maps.device)
+    background = maps[:, -1].float()[:, ring]        # (B, ring pixels)
+    return -(background + eps).log().mean()
 
 
 def area_loss(maps: torch.Tensor, alpha: float, eps: float = 1e-8) -> torch.Tensor:
@@ -144,7 +167,7 @@ class PartDiscLoss(nn.Module):
         k = cfg.num_parts
         zero = out.maps[0].new_zeros((), dtype=torch.float32)
         views = range(len(out.maps))
-        rec = con = area = sc = pix = swap = zero
+        rec = con = area = sc = pix = swap = border = zero
         use_rec = cfg.reconstruction != "none" and cfg.lambda_rec > 0
         if use_rec or cfg.lambda_pixel > 0:
             # the mean over the views equals one call on both views together: every term is a mean
@@ -160,9 +183,12 @@ class PartDiscLoss(nn.Module):
             area = sum(area_loss(out.maps[i][:, sl], cfg.alpha, cfg.epsilon) for i in views) / len(out.maps)
         if cfg.lambda_sc > 0:
             sc = sum(arcface(out.parts[i][:, :k], class_ids) for i in views) / len(out.maps)
+        if cfg.lambda_border > 0:
+            border = sum(border_loss(out.maps[i], cfg.border_width) for i in views) / len(out.maps)
         if cfg.lambda_swap > 0 and out.swapped is not None:
             maps = out.maps[0][:, :k].detach()
             swap = swap_colour_loss(out.swapped, maps, out.targets[0][out.donor], maps[out.donor])
         total = (cfg.lambda_rec * rec + cfg.lambda_pixel * pix + cfg.lambda_sc * sc + cfg.lambda_con * con
-                 + cfg.lambda_area * area + cfg.lambda_swap * swap)
-        return {"total": total, "rec": rec, "pix": pix, "sc": sc, "con": con, "area": area, "swap": swap}
+                 + cfg.lambda_area * area + cfg.lambda_swap * swap + cfg.lambda_border * border)
+        return {"total": total, "rec": rec, "pix": pix, "sc": sc, "con": con, "area": area, "swap": swap,
+                "border": border}

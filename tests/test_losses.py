@@ -8,6 +8,7 @@ import torch.nn.functional as F
 
 from conftest import random_views, tiny_config, tiny_model
 from partdisc_core import ArcFace, PartDiscLoss, TrainOutput, area_loss, concentration_loss, swap_colour_loss
+from partdisc_core.losses import border_loss, border_ring
 from partdisc_core.model import part_probabilities, synthesize
 from partdisc_core.perceptual import PerceptualNetwork, offline_mobilenetv2_file
 
@@ -240,6 +241,46 @@ def test_swap_loss_trains_the_decoder_alone_and_only_when_asked():
                                          "encoder": list(parts_too.encoder.parameters()),
                                          "partformer": list(parts_too.partformer.parameters())})
     assert norms["decoder"] > 0 and norms["partformer"] > 0 and norms["encoder"] == 0
+
+
+# ---------------------------------------------------------------- border prior (not in the paper)
+def test_border_ring_width_and_shape():
+    ring = border_ring(32, 32, 0.0625)
+    assert ring.shape == (32, 32) and ring[0].all() and ring[:, 31].all() and ring[1, 5] and ring[5, 30]
+    assert not ring[2:30, 2:30].any()                      # 2 pixels wide
+    assert int(ring.sum()) == 32 * 32 - 28 * 28
+    assert border_ring(8, 8, 0.01)[0].all() and not border_ring(8, 8, 0.01)[1:7, 1:7].any()  # at least one pixel
+
+
+def test_border_loss_is_zero_with_background_on_the_ring_and_reaches_only_the_ring():
+    b, k, s = 2, 4, 16
+    ring = border_ring(s, s, 0.125)
+    maps = torch.zeros(b, k + 1, s, s)
+    maps[:, -1][:, ring] = 1.0                            # background exactly on the ring
+    maps[:, 0][:, ~ring] = 1.0
+    assert float(border_loss(maps, 0.125)) == pytest.approx(0.0, abs=1e-5)
+    # half background on the ring: -log(0.5)
+    half = maps.clone()
+    half[:, -1][:, ring] = 0.5
+    half[:, 1][:, ring] = 0.5
+    assert float(border_loss(half, 0.125)) == pytest.approx(math.log(2), rel=1e-4)
+    # gradients only on the background map's ring pixels
+    logits = torch.randn(b, k + 1, s, s, requires_grad=True)
+    border_loss(logits.softmax(1), 0.125).backward()
+    g = logits.grad.abs().sum(dim=(0, 1))
+    assert (g[ring] > 0).all() and float(g[~ring].sum()) == 0.0
+
+
+def test_border_term_enters_the_total_with_its_weight(model):
+    out = model(*random_views())
+    off = PartDiscLoss(model.cfg)(out, model.arcface)
+    on = PartDiscLoss(model.cfg.replace(lambda_border=0.7, border_width=0.125))(out, model.arcface)
+    assert float(off["border"]) == 0.0
+    expect = (border_loss(out.maps[0], 0.125) + border_loss(out.maps[1], 0.125)) / 2
+    torch.testing.assert_close(on["border"], expect)
+    torch.testing.assert_close(on["total"], off["total"] + 0.7 * expect)
+    with pytest.raises(ValueError, match="border_width"):
+        model.cfg.replace(border_width=0.6)
 
 
 # ---------------------------------------------------------------- the total loss and its switches

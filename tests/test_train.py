@@ -820,3 +820,87 @@ def test_one_dotted_override_syntax_with_aliases():
                 ["--set", "model=1"], ["--model", "tau=abc"]):
         with pytest.raises((SystemExit, ValueError)):
             resolve_config(["--config", "synthetic", *bad])
+
+
+# ------------------------------------------------------------------------------------------------
+# staged recipes, dense validation, late-collapse flag
+# ------------------------------------------------------------------------------------------------
+def _staged_config(tmp_path: Path) -> Path:
+    cfg = json.loads((CONFIG_DIR / "synthetic.json").read_text())
+    cfg.update(batch_size=4, max_steps=3, save_every=1000, sample_every=1000, log_every=1, device="cpu",
+               cpu_processes=1, stages=[
+                   {"name": "parts", "minutes": 2, "set": ["max_steps=3", "model.alpha=2.0"]},
+                   {"name": "border", "minutes": 1, "set": ["max_steps=2", "model.lambda_border=0.5", "lr=1e-4"]}])
+    cfg["model"].update(TINY_MODEL)
+    path = tmp_path / "staged.json"
+    path.write_text(json.dumps(cfg))
+    return path
+
+
+def test_a_staged_recipe_runs_every_stage_from_the_previous_one(tmp_path):
+    """One config with two stages: each trains in its own folder from the previous stage's model,
+    with its own settings and a share of --max-minutes; the last stage's model lands in --out with
+    recipe.json; running it again skips finished stages."""
+    from partdisc_core.checkpoint import read_checkpoint
+
+    out = tmp_path / "run"
+    proc = run_cli(["--config", str(_staged_config(tmp_path)), "--out", str(out), "--max-minutes", "6"])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    first, second = out / "stages" / "1-parts", out / "stages" / "2-border"
+    c1 = json.loads((first / "train_config.json").read_text())
+    c2 = json.loads((second / "train_config.json").read_text())
+    assert c1["init_from"] == "" and c2["init_from"] == str(first)
+    assert c1["max_minutes"] == pytest.approx(4.0) and c2["max_minutes"] == pytest.approx(2.0)  # 6 min as 2 : 1
+    assert c1["model"]["lambda_border"] == 0.0 and c2["model"]["lambda_border"] == 0.5 and c2["lr"] == 1e-4
+    assert log_steps(first)[-1] == 3 and log_steps(second)[-1] == 2
+    assert "border" in json.loads((second / "log.jsonl").read_text().splitlines()[-1])
+    recipe = json.loads((out / "recipe.json").read_text())
+    assert [r["name"] for r in recipe] == ["parts", "border"] and [r["steps"] for r in recipe] == [3, 2]
+    final, last = read_checkpoint(out / "model.safetensors"), read_checkpoint(second / "model.safetensors")
+    assert all(torch.equal(final[1][k], last[1][k]) for k in last[1])
+    # the second stage started from the first one's weights, not from scratch
+    init = read_checkpoint(first / "model.safetensors")[1]
+    key = "partformer.part_tokens"
+    assert not torch.equal(init[key], last[1][key])
+    assert (init[key] - last[1][key]).abs().max() < 0.05
+    # again: both stages are done, nothing trains, the final model is the same
+    proc = run_cli(["--config", str(_staged_config(tmp_path)), "--out", str(out), "--max-minutes", "6"])
+    assert proc.returncode == 0 and proc.stdout.count("already done") == 2
+    assert log_steps(second)[-1] == 2
+
+
+def test_a_malformed_stage_list_is_refused_before_training(tmp_path):
+    path = _staged_config(tmp_path)
+    cfg = json.loads(path.read_text())
+    for bad, message in (({"name": "x", "minutes": 0}, "minutes"), ({"name": "a b", "minutes": 1}, "name"),
+                         ({"name": "x", "minutes": 1, "set": ["no_such=1"]}, "unknown"),
+                         ({"name": "x", "minutes": 1, "set": ["init_from=a"]}, "cannot set")):
+        cfg["stages"] = [bad]
+        path.write_text(json.dumps(cfg))
+        with pytest.raises(SystemExit, match=message):
+            resolve_config(["--config", str(path)])
+
+
+def test_dense_validation_and_the_late_collapse_flag(tmp_path):
+    """--val68-root adds the dense face figures to every validation; a validation whose NMI falls more
+    than 10 points below the best so far is flagged in val.jsonl, and val.png is drawn."""
+    import hooks
+    from test_dense68 import save_faces68
+
+    from partdisc_core.synthetic import save_landmarks_folder
+
+    save_landmarks_folder(tmp_path / "val", 24, size=64, seed=0)
+    save_faces68(tmp_path / "faces68", 6)
+    out = tmp_path / "run"
+    train_in_process(["--config", "synthetic", "--batch-size", "4", "--max-steps", "4", "--eval-every", "2",
+                      "--val-root", str(tmp_path / "val"), "--val-fit", "14", "--val68-root", str(tmp_path / "faces68"),
+                      "--set", "val_recon=false", "val68_num=4", "--sample-every", "1000", "--save-every", "1000",
+                      "--out", str(out), "--device", "cpu", *TINY_ARGS])
+    rows = [json.loads(line) for line in (out / "val.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [2, 4]
+    for r in rows:
+        assert {"val68_nmi68", "val68_ari68", "val68_bg68", "val68_coverage", "val68_spill"} <= set(r)
+    assert (out / "val.png").is_file()
+    log = tmp_path / "val.jsonl"
+    log.write_text(json.dumps({"step": 1, "nmi": 70.0}) + "\n" + json.dumps({"step": 2, "nmi": 64.0}) + "\n")
+    assert hooks.collapse(log, {"nmi": 61.0}) is None and hooks.collapse(log, {"nmi": 59.5}) == 10.5

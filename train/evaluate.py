@@ -16,7 +16,10 @@ r"""Evaluate a part discovery model (§4.2): landmark NME (eq. 10), NMI / ARI an
 points / masks) about the centre before prediction (Table 7). Prints a table; ``--json`` also
 writes the numbers: nme, nmi, ari, fg_nmi, fg_ari (percent), num_fit, num_test, nme_mean_shape
 (the NME of predicting the fit set's mean landmarks for every test image, the floor to beat).
-Mask datasets give dense nmi / ari / fg_nmi / fg_ari over annotated pixels.
+Mask datasets give dense nmi / ari / fg_nmi / fg_ari over annotated pixels. When the test folder
+also has ``landmarks68.csv`` (e.g. ``--data ../shared/data/faces/helen_val68 --split-fit 400``), the
+test images also give the dense face figures (partdisc_core/dense68.py): nmi68 / ari68 / bg68 at the
+68 points, coverage of the face and spill onto the scenery (percent); ``--no-dense68`` skips them.
 """
 from __future__ import annotations
 
@@ -28,8 +31,10 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-ORDER = ("nme", "nme_mean_shape", "nmi", "ari", "fg_nmi", "fg_ari", "dense_nmi", "dense_ari", "dense_fg_nmi",
-         "dense_fg_ari", "psnr", "swap_transfer", "g_cosine", "g_cosine_max", "num_fit", "num_test", "num_recon")
+ORDER = ("nme", "nme_mean_shape", "nmi", "ari", "fg_nmi", "fg_ari", "nmi68", "ari68", "bg68", "coverage", "spill",
+         "dense_nmi", "dense_ari", "dense_fg_nmi",
+         "dense_fg_ari", "psnr", "swap_transfer", "g_cosine", "g_cosine_max", "num_fit", "num_test", "num_dense68",
+         "num_recon")
 UNITS = {"psnr": " dB", "swap_transfer": "", "g_cosine": "", "g_cosine_max": ""}
 
 
@@ -61,6 +66,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--recon", action="store_true",
                    help="also measure the decoder: reconstruction PSNR, swap transfer and G cosine on the test "
                         "images (partdisc_core/fidelity.py)")
+    p.add_argument("--no-dense68", action="store_true",
+                   help="skip the 68-point dense face figures even when the test folder has landmarks68.csv")
     p.add_argument("--json", help="write the results to this JSON file")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     args = p.parse_args(argv)
@@ -123,6 +130,17 @@ def build_datasets(args, image_size: int):
     return fit, test, desc
 
 
+def dense68_dataset(args, test, image_size: int):
+    """The test images with their 68 points when the test folder has ``landmarks68.csv``, else None."""
+    from partdisc_core.data.landmarks import LandmarksDataset
+    from partdisc_core.evaluation import dataset_image_names
+
+    root = args.test or args.data or (args.data_root if args.dataset == "landmarks" else None)
+    if root is None or args.no_dense68 or not (Path(root) / "landmarks68.csv").is_file():
+        return None
+    return LandmarksDataset(root, image_size, csv_name="landmarks68.csv", names=dataset_image_names(test))
+
+
 def format_table(results: dict) -> str:
     keys = [k for k in ORDER if k in results] + [k for k in results if k not in ORDER]
     width = max(len(k) for k in keys)
@@ -164,6 +182,12 @@ def main(argv=None) -> dict:
     test = limit_dataset(test, args.num_test)
     results = evaluate(model, test, fit, batch_size=args.batch_size, rotate=args.rotate, ridge=args.ridge,
                        num_workers=args.workers, fill=args.fill, progress=not args.no_progress)
+    dense68 = dense68_dataset(args, test, model.cfg.input_size)
+    if dense68 is not None:
+        from partdisc_core.evaluation import evaluate_dense68
+
+        results.update(evaluate_dense68(model, dense68, batch_size=args.batch_size, num_workers=args.workers,
+                                        progress=not args.no_progress))
     if args.recon:
         from partdisc_core.fidelity import reconstruction_metrics
 

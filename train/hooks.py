@@ -16,6 +16,7 @@ import torch
 
 from partdisc_core import save_model
 
+from plots import plot_validation
 from state import save_state
 
 
@@ -109,6 +110,25 @@ def _better(metric: str, new: float, best: float | None) -> bool:
     return new <= best if lower_is_better else new >= best
 
 
+COLLAPSE_METRIC = "nmi"
+COLLAPSE_POINTS = 10.0
+"""A validation whose NMI falls more than this many points below the run's best so far is flagged
+(``collapse`` in val.jsonl, a warning in the log, a red mark in val.png)."""
+
+
+def collapse(val_log: Path, metrics: dict) -> float | None:
+    """How far ``metrics``' NMI fell below the best NMI already in ``val_log``, when that is more than
+    COLLAPSE_POINTS; else None."""
+    if COLLAPSE_METRIC not in metrics or not Path(val_log).is_file():
+        return None
+    earlier = [json.loads(line).get(COLLAPSE_METRIC) for line in Path(val_log).read_text().splitlines() if line.strip()]
+    earlier = [v for v in earlier if isinstance(v, (int, float)) and math.isfinite(v)]
+    if not earlier:
+        return None
+    fall = max(earlier) - metrics[COLLAPSE_METRIC]
+    return round(fall, 2) if fall > COLLAPSE_POINTS else None
+
+
 def make_validate(ctx: RunContext) -> Callable[[RunContext], None] | None:
     """Validation on ``val_root`` (fit / test split of a landmarks folder), keeping the best model."""
     cfg = ctx.cfg
@@ -127,6 +147,14 @@ def make_validate(ctx: RunContext) -> Callable[[RunContext], None] | None:
         second = interleaved_split(build_dataset("landmarks", cfg.val2_root, split="train",
                                                  image_size=cfg.model.input_size, **cfg.dataset_options))
 
+    dense68 = None
+    if cfg.val68_root:
+        from partdisc_core.data.landmarks import LandmarksDataset
+        from partdisc_core.evaluation import evaluate_dense68, limit_dataset
+
+        dense68 = limit_dataset(LandmarksDataset(cfg.val68_root, cfg.model.input_size, csv_name="landmarks68.csv"),
+                                cfg.val68_num)
+
     def validate(ctx: RunContext) -> None:
         tic = time.monotonic()
         ctx.model.eval()
@@ -138,12 +166,23 @@ def make_validate(ctx: RunContext) -> Callable[[RunContext], None] | None:
                 extra = evaluate_landmarks(ctx.model, *second, batch_size=64)
                 extra["nme_ratio"] = extra["nme"] / extra["nme_mean_shape"]
                 metrics.update({f"val2_{k}": v for k, v in extra.items()})
+            if dense68 is not None:
+                extra = evaluate_dense68(ctx.model, dense68, batch_size=64)
+                metrics.update({f"val68_{k}": v for k, v in extra.items() if not k.startswith("num")})
         finally:
             ctx.model.train()
         value = metrics.get(cfg.select_metric, float("nan"))
+        fall = collapse(ctx.out / "val.jsonl", metrics)
+        if fall is not None:
+            metrics["collapse"] = fall
         _write_jsonl(ctx.out / "val.jsonl", {"step": ctx.step, **metrics})
         print(f"\n[partdisc] step {ctx.step} validation: "
               + ", ".join(f"{k} {v:.2f}" for k, v in metrics.items() if isinstance(v, float)), file=sys.stdout)
+        if fall is not None:
+            print(f"[partdisc] WARNING: validation {COLLAPSE_METRIC} fell {fall:.1f} points below its best "
+                  f"(> {COLLAPSE_POINTS:g}): the parts are collapsing; the selection keeps the best model",
+                  file=sys.stdout, flush=True)
+        plot_validation(ctx.out / "val.jsonl", ctx.out / "val.png", cfg.select_metric)
         if _better(cfg.select_metric, value, ctx.best):
             ctx.best = value
             save_model(ctx.model, ctx.out, dtype=getattr(torch, cfg.save_dtype),

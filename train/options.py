@@ -34,6 +34,11 @@ class TrainConfig:
     stay untouched), interleaved into disjoint fit / measure images
     (``partdisc_core.evaluation.interleaved_split``). Logged in val.jsonl with a ``val2_`` prefix,
     ``val2_nme_ratio`` (NME / mean-shape NME) included; ``select_metric`` may name any of them."""
+    val68_root: str | None = None
+    """A folder of faces with ``landmarks68.csv`` (e.g. ``helen_val68``, validation only): ``val68_num``
+    of its images, evenly spread, give the dense face figures at each validation (nmi68, ari68, bg68,
+    coverage, spill; :mod:`partdisc_core.dense68`), logged with a ``val68_`` prefix."""
+    val68_num: int = 200
     select_metric: str = "nmi"
     val_recon: bool = True
     """Also measure reconstruction PSNR, swap transfer and G cosine at each validation (logged in
@@ -81,6 +86,12 @@ class TrainConfig:
     snapshot_every: int = 0
     """Also keep an fp16 copy of the model every N steps under <out>/snapshots/ (0: never)."""
     save_dtype: str = "float16"
+    stages: list[dict[str, Any]] = field(default_factory=list)
+    """A multi-stage recipe in one config (``train/stages.py``): each stage is ``{"name": NAME,
+    "minutes": M, "set": ["KEY=VALUE", ...]}`` and trains from the previous stage's selected model
+    (the first stage from ``init_from``, or from scratch) with its ``set`` applied on top of the rest
+    of this config, for M minutes; ``--max-minutes T`` scales the budgets to T minutes in all. Empty:
+    one ordinary run."""
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     model: PartDiscConfig = field(default_factory=PartDiscConfig)
 
@@ -130,6 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-root", action="append", help="dataset folder; repeat to concatenate several")
     p.add_argument("--val-root", help="landmarks folder used for model selection (never the test split)")
     p.add_argument("--val-fit", type=int, help="images of --val-root that fit the landmark regressor")
+    p.add_argument("--val68-root", help="a folder with landmarks68.csv (e.g. helen_val68): dense face figures "
+                   "at each validation")
     p.add_argument("--val2-root", help="a second landmarks folder validated on its training split (another framing)")
     p.add_argument("--num-parts", type=int, help="K, the number of foreground parts")
     p.add_argument("--encoder", choices=["resnet", "dino", "mobilenetv2"], help="feature-map encoder")
@@ -191,6 +204,28 @@ def apply_settings(cfg: TrainConfig, items: list[str]) -> TrainConfig:
     return cfg
 
 
+def check_stages(cfg: TrainConfig) -> None:
+    """Refuse a malformed stage list before anything trains (each stage's settings are applied to a
+    copy of the config, so an unknown key fails here, not hours into the recipe)."""
+    names = []
+    for i, stage in enumerate(cfg.stages, 1):
+        if not isinstance(stage, dict) or set(stage) - {"name", "minutes", "set"}:
+            raise SystemExit(f"stage {i}: expected {{'name', 'minutes', 'set'}}, got {stage!r}")
+        name, minutes, items = stage.get("name"), stage.get("minutes"), stage.get("set", [])
+        if not isinstance(name, str) or not name.replace("-", "").replace("_", "").isalnum():
+            raise SystemExit(f"stage {i}: 'name' must be a word (letters, digits, - or _), got {name!r}")
+        if not isinstance(minutes, (int, float)) or minutes <= 0:
+            raise SystemExit(f"stage {i} ({name}): 'minutes' must be a positive number, got {minutes!r}")
+        if not isinstance(items, list) or not all(isinstance(x, str) for x in items):
+            raise SystemExit(f"stage {i} ({name}): 'set' must be a list of KEY=VALUE strings")
+        if any(split_override(x)[0] in ("stages", "out", "init_from", "max_minutes") for x in items):
+            raise SystemExit(f"stage {i} ({name}): a stage cannot set stages, out, init_from or max_minutes")
+        apply_settings(TrainConfig.from_dict(cfg.to_dict() | {"stages": []}), list(items))
+        names.append(name)
+    if len(set(names)) != len(names):
+        raise SystemExit(f"stage names must differ, got {names}")
+
+
 def resolve_config(argv: list[str] | None = None) -> TrainConfig:
     args = build_parser().parse_args(argv)
     cfg = TrainConfig()
@@ -203,7 +238,7 @@ def resolve_config(argv: list[str] | None = None) -> TrainConfig:
         cfg = TrainConfig.from_json(path)
     if args.resume and args.out and (Path(args.out) / "train_config.json").is_file() and not args.config:
         cfg = TrainConfig.from_json(Path(args.out) / "train_config.json")
-    simple = {"dataset": "dataset", "val_root": "val_root", "val2_root": "val2_root", "val_fit": "val_fit", "batch_size": "batch_size",
+    simple = {"dataset": "dataset", "val_root": "val_root", "val2_root": "val2_root", "val68_root": "val68_root", "val_fit": "val_fit", "batch_size": "batch_size",
               "max_steps": "max_steps", "max_minutes": "max_minutes", "init_from": "init_from", "lr": "lr", "num_workers": "num_workers", "device": "device", "out": "out", "cpu_processes": "cpu_processes",
               "seed": "seed", "save_every": "save_every", "eval_every": "eval_every",
               "sample_every": "sample_every", "log_every": "log_every", "compile": "compile"}
@@ -235,7 +270,9 @@ def resolve_config(argv: list[str] | None = None) -> TrainConfig:
                                                                        "lambda_con")})
         model_over.append(f"encoder={args.encoder}")
     items = [f"model.{m}" for m in model_over] + [f"augment.{a}" for a in args.augment] + list(args.set)
-    return apply_settings(cfg, items)
+    cfg = apply_settings(cfg, items)
+    check_stages(cfg)
+    return cfg
 
 
-__all__ = ["TrainConfig", "resolve_config", "build_parser"]
+__all__ = ["TrainConfig", "resolve_config", "build_parser", "apply_settings", "check_stages"]

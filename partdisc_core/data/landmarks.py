@@ -35,15 +35,25 @@ def read_landmarks_csv(path: Path) -> tuple[list[str], np.ndarray]:
 
 
 class LandmarksDataset(Dataset):
-    """Images + landmarks; ``indices`` selects a subset (e.g. a fit/test split of a dev folder)."""
+    """Images + landmarks; ``indices`` selects a subset (e.g. a fit/test split of a dev folder).
+    ``csv_name``: the points file (``landmarks68.csv`` for the dense figures of
+    :mod:`partdisc_core.dense68`); ``names``: only these images (paths relative to the folder)."""
 
     def __init__(self, root, image_size: int = 128, indices=None, split: str = "all",
-                 holdout_percent: float = 0.0) -> None:
+                 holdout_percent: float = 0.0, csv_name: str = "landmarks.csv", names=None) -> None:
         self.root = Path(root)
-        csv_path = self.root / "landmarks.csv"
+        csv_path = self.root / csv_name
         if not csv_path.is_file():
-            raise FileNotFoundError(f"{csv_path} not found: a landmarks folder needs images + landmarks.csv")
-        names, points = read_landmarks_csv(csv_path)
+            raise FileNotFoundError(f"{csv_path} not found: a landmarks folder needs images + {csv_name}")
+        names_all, points = read_landmarks_csv(csv_path)
+        if names is not None:  # these images, in this order (e.g. another CSV's test split)
+            row = {n: i for i, n in enumerate(names_all)}
+            missing = [n for n in names if n not in row]
+            if missing:
+                raise ValueError(f"{csv_path} has no row for {len(missing)} image(s), e.g. {missing[0]}")
+            take = [row[n] for n in names]
+            names_all, points = [names_all[i] for i in take], points[take]
+        names = names_all
         keep = split_filter(names, split, holdout_percent)
         if len(keep) != len(names):
             names, points = [names[i] for i in keep], points[keep]
