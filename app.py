@@ -12,11 +12,15 @@ partdisc_core.
 from __future__ import annotations
 
 import argparse
+import functools
+import inspect
 import logging
 import os
 import tempfile
 import time
+from contextvars import ContextVar
 from pathlib import Path
+from typing import Any, Callable, Sequence
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # offline: no telemetry or version checks
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -30,10 +34,12 @@ from partdisc_core import demo as core  # noqa: E402
 from partdisc_core import demo_tabs  # noqa: E402
 from partdisc_core.facecrop import NO_FACE_MESSAGE  # noqa: E402
 from partdisc_core.inputs import configure_pil  # noqa: E402
-from partdisc_core.media import MAX_VIDEO_BYTES, MAX_VIDEO_SECONDS  # noqa: E402
+from partdisc_core.media import MAX_VIDEO_BYTES, MAX_VIDEO_SECONDS, VIDEO_EXTENSIONS  # noqa: E402
 from partdisc_core.model import cpu_has_native_bf16  # noqa: E402
+from partdisc_core.partnames import names_of, part_labels  # noqa: E402
 from partdisc_core.result_files import ResultFiles  # noqa: E402
 from partdisc_core.tracking import FaceTracker  # noqa: E402
+from partdisc_core.viz import part_colors  # noqa: E402
 
 log = logging.getLogger("partdisc.app")
 
@@ -67,8 +73,10 @@ of a sensible size (area loss with alpha, eq. 6), and different faces' parts dis
 
 * **Overlay**: every pixel coloured by its most likely part (or mixed by V in soft mode).
 * **White dots** (when the checkpoint has `landmarks.json`): eyes, nose and mouth corners predicted
-  from the parts' centroids by a linear map (the paper's landmark evaluation); a part whose centroid lies
-  near one is named after it in the legend.
+  from the parts' centroids by a linear map (the paper's landmark evaluation).
+* **Part names** (when the checkpoint has `part_names.json`): each part has one name for the model,
+  after the face region it covers best on faces with 68 annotated points; *left* and *right* are the
+  image's left and right (the person's right eye is the "left eye").
 * **Soft part maps**: V for each part, 0 (dark) to 1 (yellow).
 * **Attention maps**: where each part token looks in the image, averaged over the PartFormer's heads
   and layers (Fig. 1 of the paper).
@@ -104,11 +112,13 @@ def image_file(**kwargs) -> gr.Image:
     return component
 
 
-def video_file(**kwargs) -> gr.Video:
-    """An upload-only video input that hands the file's path to the function as it is: gr.Video's
-    own preprocessing may run an ffmpeg binary; partdisc_core.media.VideoReader decodes the clip
-    under limits (PyAV) and gives bad or too long clips clear messages."""
-    component = gr.Video(sources=["upload"], **kwargs)
+def video_file(**kwargs) -> gr.File:
+    """An upload box for a clip in any container partdisc_core.media reads, GIF included (gr.Video's
+    upload box takes only ``video/*`` files, and a GIF is ``image/gif``), that hands the file's path
+    to the function as it is (its API value is a file, as gr.Video's is): gr.Video's own preprocessing
+    may run an ffmpeg binary; partdisc_core.media.VideoReader decodes the clip under limits (PyAV) and
+    gives bad or too long clips, and other files, clear messages."""
+    component = gr.File(file_count="single", file_types=list(VIDEO_EXTENSIONS), type="filepath", **kwargs)
     component.preprocess = lambda payload: None if payload is None or payload.path is None else str(payload.path)
     return component
 
@@ -138,14 +148,34 @@ def fraction(**kwargs) -> gr.Slider:
     return component
 
 
-def part_numbers(k: int, **kwargs) -> gr.CheckboxGroup:
-    """Checkboxes for parts 1..K whose API value is a list of part numbers, checked by
-    partdisc_core.demo.parse_parts (ints or strings such as "3") with a clear message."""
-    component = gr.CheckboxGroup([(f"part {i}", i) for i in range(1, k + 1)], value=list(range(1, k + 1)), **kwargs)
+def part_numbers(k: int, names: Sequence[str] | None = None, **kwargs) -> gr.CheckboxGroup:
+    """Checkboxes for parts 1..K labelled as the legends label them ("3 · nose" with the model's part
+    names, else "part 3"; :func:`swatch_css` puts each part's colour beside it), whose API value is a
+    list of part numbers, checked by partdisc_core.demo.parse_parts (ints or strings such as "3")
+    with a clear message."""
+    component = gr.CheckboxGroup([(label, i) for i, label in enumerate(part_labels(k, names), 1)],
+                                 value=list(range(1, k + 1)), **kwargs)
     component.preprocess = lambda payload: list(payload or [])
+    named = f" ({', '.join(part_labels(k, names))})" if names else ""
     component.api_info = lambda: {"type": "array", "items": {"type": "integer", "minimum": 1, "maximum": k},
-                                  "description": f"part numbers 1..{k} to exchange"}
+                                  "description": f"part numbers 1..{k}{named}"}
     return component
+
+
+PART_PICKERS = ("swap-parts", "morph-parts")
+PICKER_INFO = "Colours, numbers and names as in the Discover legend"
+"""The elem_ids of the part checkboxes that :func:`swatch_css` colours."""
+
+
+def swatch_css(k: int) -> str:
+    """CSS for the page: a swatch of each part's legend colour (viz.part_colors) before its label in
+    the Swap and Morph part checkboxes (``PART_PICKERS``), so that they read like the legends."""
+    rules = [f"#{p} label > span::before {{content: ''; display: inline-block; width: 0.85em; height: 0.85em; "
+             "margin-right: 0.4em; vertical-align: -0.08em; border: 1px solid rgba(0, 0, 0, 0.45); "
+             "background: var(--part-colour);}" for p in PART_PICKERS]
+    rules += [f"#{p} label:nth-of-type({i}) {{--part-colour: #{r:02x}{g:02x}{b:02x};}}"
+              for p in PART_PICKERS for i, (r, g, b) in enumerate(part_colors(k)[:k].tolist(), 1)]
+    return "\n".join(rules)
 
 
 def result_image(**kwargs) -> gr.Image:
@@ -185,6 +215,88 @@ def _user_error(exc: Exception) -> gr.Error:
     log.exception("request failed")
     return gr.Error(f"Something went wrong ({type(exc).__name__}: {exc}). Please try another image.",
                     print_exception=False)
+
+
+class Told:
+    """What one browser session has been shown in pop-ups for the input files it sent last: the
+    problems (messages) told since those files arrived. Each tab keeps one in a ``gr.State`` that
+    handlers change in place (a handler that raises an error returns no new state)."""
+
+    def __init__(self) -> None:
+        self.files: tuple | None = None
+        self.seen: set[str] = set()
+
+    def start(self, files: tuple) -> None:
+        """A request on ``files``: other files than the last request's (a new upload, or none) start afresh."""
+        if files != self.files:
+            self.files, self.seen = files, set()
+
+    def first(self, message: str) -> bool:
+        """Whether ``message`` is new for the current files; it is remembered either way."""
+        new = message not in self.seen
+        self.seen.add(message)
+        return new
+
+
+_TELLING: ContextVar[Told | None] = ContextVar("partdisc_telling", default=None)
+"""The browser session's Told while :func:`once_per_problem` runs a handler."""
+
+
+def warn(message: str) -> None:
+    """A pop-up warning; in the browser only once for the same input files (:func:`once_per_problem`).
+    The status text says it too, so nothing is lost."""
+    told = _TELLING.get()
+    if told is None or told.first(message):
+        gr.Warning(message)
+
+
+def _files(args: Sequence[Any]) -> tuple:
+    """The input files of a request (paths, and lists of them), as the key of "the same input"."""
+    return tuple(a if isinstance(a, str) else tuple(a) for a in args
+                 if isinstance(a, str) or (isinstance(a, (list, tuple)) and all(isinstance(x, str) for x in a)))
+
+
+def once_per_problem(fn: Callable, outputs: int) -> Callable:
+    """``fn`` as the browser's events call it, with the tab's :class:`Told` as one more, last input:
+    a warning or an error that this session was already shown for the same input files is not shown
+    again (uploading a picture and then pressing the button is one problem, one message): the warning
+    is dropped (the status says it), the error becomes the status (the last of ``outputs``) and the
+    other outputs are cleared. New files (or none) start afresh. The API endpoints call ``fn``
+    itself: every call gets its error."""
+    signature = inspect.signature(fn)
+    told_param = inspect.Parameter("told", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None)
+
+    @functools.wraps(fn)
+    def run(*args):
+        *args, told = args
+        told.start(_files(args))
+        token = _TELLING.set(told)
+        try:
+            return fn(*args)
+        except gr.Error as exc:
+            if told.first(str(exc.message)):
+                raise
+            return (None,) * (outputs - 1) + (str(exc.message),)
+        finally:
+            _TELLING.reset(token)
+
+    run.__signature__ = signature.replace(parameters=[*signature.parameters.values(), told_param])
+    return run
+
+
+def browser_event(trigger: Callable, results: ResultFiles, fn: Callable, names: Sequence[str], inputs: list,
+                  outputs: list, told: gr.State, **options) -> None:
+    """``trigger`` (a component's event, e.g. ``button.click``) runs ``fn`` for the browser only, each
+    problem told once (:func:`once_per_problem`), in the model's concurrency group."""
+    trigger(results.wrap(once_per_problem(fn, len(outputs)), names), [*inputs, told], outputs,
+            api_visibility="private", **options, **RUN)
+
+
+def api_endpoint(results: ResultFiles, fn: Callable, names: Sequence[str], inputs: list, outputs: list,
+                 api_name: str, api_description: str) -> None:
+    """The API endpoint ``/api_name``: ``fn`` on ``inputs``, an event without a trigger in the page
+    (the page's buttons run the same ``fn`` through :func:`browser_event`)."""
+    gr.on([], results.wrap(fn, names), inputs, outputs, api_name=api_name, api_description=api_description, **RUN)
 
 
 class _SnapshotSet(set):
@@ -259,32 +371,27 @@ def build_demo(model, examples: dict[str, Path] | None = None, checkpoint_name: 
 
 RUN = dict(concurrency_id="model", concurrency_limit=CONCURRENCY)
 """Every model call shares one concurrency group: at most CONCURRENCY run at once."""
-QUIET = dict(api_visibility="private", trigger_mode="always_last", **RUN)
-"""UI-only events (a new image, a changed option): not API endpoints; only the last one runs."""
+QUIET = dict(trigger_mode="always_last")
+"""Events of a new image or a changed option (browser_event): only the last one runs."""
 
 
 def discover_tab(demo: core.PartDiscDemo, results: ResultFiles, examples: dict[str, Path]) -> None:
     """The Discover tab and its ``/discover`` endpoint."""
     names = list(examples)
 
-    def discover(image, crop=True, hard=True, opacity=0.5, warn=True):
+    def discover(image, crop=True, hard=True, opacity=0.5):
         try:
             r = demo.discover(image, crop=crop, hard=hard, opacity=opacity)
         except Exception as exc:
             raise _user_error(exc) from None
-        if warn and r.analysis.view.face_found is False:
-            gr.Warning(r.analysis.view.message)
+        if r.analysis.view.face_found is False:
+            warn(r.analysis.view.message)
         return r.overlay, r.part_maps, r.attention, r.status
 
-    def on_new_image(image, crop, hard, opacity):
+    def on_new_image(image, crop, hard, opacity):  # a new image or option; nothing to show without an image
         if image is None:
             return gr.skip(), gr.skip(), gr.skip(), gr.skip()
         return discover(image, crop, hard, opacity)
-
-    def redraw(image, crop, hard, opacity):  # display options changed: no repeated warnings
-        if image is None:
-            return gr.skip(), gr.skip(), gr.skip(), gr.skip()
-        return discover(image, crop, hard, opacity, warn=False)
 
     files = ("overlay", "part_maps", "attention", "status")
     with gr.Tab("Discover"):
@@ -313,14 +420,13 @@ def discover_tab(demo: core.PartDiscDemo, results: ResultFiles, examples: dict[s
                             "averaged over heads and layers (Fig. 1 of the paper); each map scaled to "
                             "its own range.")
                 attention = result_image(label="Attention maps", show_label=False, elem_id="discover-attention")
-        inputs, outputs = [image, crop, hard, opacity], [overlay, part_maps, attention, status]
-        button.click(results.wrap(discover, files), inputs, outputs, api_name="discover",
-                     api_description="Part masks overlay with legend, soft part maps and attention maps "
-                                     "of one image (crop to face, hard masks, opacity).", **RUN)
-        image.change(results.wrap(on_new_image, files), inputs, outputs, **QUIET)
-        crop.change(results.wrap(on_new_image, files), inputs, outputs, **QUIET)
-        hard.change(results.wrap(redraw, files), inputs, outputs, **QUIET)
-        opacity.release(results.wrap(redraw, files), inputs, outputs, **QUIET)
+        inputs, outputs, told = [image, crop, hard, opacity], [overlay, part_maps, attention, status], gr.State(Told())
+        api_endpoint(results, discover, files, inputs, outputs, "discover",
+                     "Part masks overlay with legend, soft part maps and attention maps of one image (crop to "
+                     "face, hard masks, opacity).")
+        browser_event(button.click, results, discover, files, inputs, outputs, told)
+        for change in (image.change, crop.change, hard.change, opacity.release):
+            browser_event(change, results, on_new_image, files, inputs, outputs, told, **QUIET)
 
 
 def swap_tab(demo: core.PartDiscDemo, results: ResultFiles, examples: dict[str, Path]) -> None:
@@ -343,8 +449,8 @@ def swap_tab(demo: core.PartDiscDemo, results: ResultFiles, examples: dict[str, 
     with gr.Tab("Swap"):
         image_a, image_b = two_faces("swap", 260)
         with gr.Row():
-            parts = part_numbers(demo.num_parts, label="Parts to exchange", info="Numbers as in the Discover legend",
-                                 scale=3)
+            parts = part_numbers(demo.num_parts, names_of(demo.model), label="Parts to exchange",
+                                 info=PICKER_INFO, scale=3, elem_id="swap-parts")
             swap_crop = gr.Checkbox(value=True, label="Crop to the faces", scale=1)
             swap_button = gr.Button("Swap parts", variant="primary", scale=1, elem_id="swap-button")
         if len(names) >= 2:
@@ -356,12 +462,13 @@ def swap_tab(demo: core.PartDiscDemo, results: ResultFiles, examples: dict[str, 
                     "reconstruction, and its reconstruction with the chosen parts taken from the other face.")
         swap_out = result_image(label="Swapped", elem_id="swap-output")
         swap_status = gr.Textbox(label="Status", interactive=False, lines=2, elem_id="swap-status")
-        inputs, outputs = [image_a, image_b, parts, swap_crop], [swap_out, swap_status]
-        swap_button.click(results.wrap(swap, files), inputs, outputs, api_name="swap",
-                          api_description="Reconstruct faces A and B with the listed parts (1..K) exchanged, "
-                                          "next to their plain reconstructions.", **RUN)
+        inputs, outputs, told = [image_a, image_b, parts, swap_crop], [swap_out, swap_status], gr.State(Told())
+        api_endpoint(results, swap, files, inputs, outputs, "swap",
+                     "Reconstruct faces A and B with the listed parts (1..K) exchanged, next to their plain "
+                     "reconstructions.")
+        browser_event(swap_button.click, results, swap, files, inputs, outputs, told)
         for control in (image_a, image_b):
-            control.change(results.wrap(reswap, files), inputs, outputs, **QUIET)
+            browser_event(control.change, results, reswap, files, inputs, outputs, told, **QUIET)
 
 
 def live_tab(demo: core.PartDiscDemo, results: ResultFiles) -> None:
@@ -384,7 +491,7 @@ def live_tab(demo: core.PartDiscDemo, results: ResultFiles) -> None:
         except Exception as exc:
             raise _user_error(exc) from None
         if r.found is False:
-            gr.Warning(NO_FACE_MESSAGE)
+            warn(NO_FACE_MESSAGE)
         return r.overlay, r.status
 
     with gr.Tab("Live"):
@@ -409,10 +516,11 @@ def live_tab(demo: core.PartDiscDemo, results: ResultFiles) -> None:
                     frame_crop = gr.Checkbox(value=True, label="Crop to the face")
                     frame_opacity = opacity_slider()
                     button = gr.Button("Show parts", variant="primary", elem_id="frame-button")
-        button.click(results.wrap(frame, ("overlay", "status")), [picture, frame_crop, frame_opacity],
-                     [overlay, status], api_name="frame",
-                     api_description="One picture treated as a camera frame: the part overlay on a "
-                                     f"{demo_tabs.LIVE_SIDE}-px face crop (crop, opacity).", **RUN)
+        inputs, outputs, files = [picture, frame_crop, frame_opacity], [overlay, status], ("overlay", "status")
+        api_endpoint(results, frame, files, inputs, outputs, "frame",
+                     f"One picture treated as a camera frame: the part overlay on a {demo_tabs.LIVE_SIDE}-px face "
+                     "crop (crop, opacity).")
+        browser_event(button.click, results, frame, files, inputs, outputs, gr.State(Told()))
 
 
 def video_tab(demo: core.PartDiscDemo, results: ResultFiles) -> None:
@@ -440,9 +548,11 @@ def video_tab(demo: core.PartDiscDemo, results: ResultFiles) -> None:
                 out = gr.Video(label="Parts", height=320, interactive=False, elem_id="video-output")
                 tracks = result_file(label="Part centroids per frame (CSV)", elem_id="video-csv")
                 status = gr.Textbox(label="Status", interactive=False, lines=3, elem_id="video-status")
-        button.click(results.wrap(video, ("video", "tracks", "status")), [clip, crop, opacity], [out, tracks, status],
-                     api_name="video", api_description="An MP4 (H.264) with the parts on every frame of a clip, and "
-                                                       "a CSV of every part's centroid per frame.", **RUN)
+        inputs, outputs, files = [clip, crop, opacity], [out, tracks, status], ("video", "tracks", "status")
+        api_endpoint(results, video, files, inputs, outputs, "video",
+                     "An MP4 (H.264) with the parts on every frame of a clip, and a CSV of every part's centroid "
+                     "per frame.")
+        browser_event(button.click, results, video, files, inputs, outputs, gr.State(Told()))
 
 
 def gallery_tab(demo: core.PartDiscDemo, results: ResultFiles, examples: dict[str, Path]) -> None:
@@ -475,10 +585,11 @@ def gallery_tab(demo: core.PartDiscDemo, results: ResultFiles, examples: dict[st
                 grid = result_image(label="Parts", elem_id="gallery-output")
                 archive = result_file(label="Label maps and centroids (zip)", elem_id="gallery-zip")
                 status = gr.Textbox(label="Status", interactive=False, lines=2, elem_id="gallery-status")
-        button.click(results.wrap(gallery, ("gallery", "zip", "status")), [files, crop, opacity],
-                     [grid, archive, status], api_name="gallery",
-                     api_description=f"Up to {demo_tabs.GALLERY_MAX} faces in one grid with shared part colours, "
-                                     "and a zip of their label maps and part centroids.", **RUN)
+        inputs, outputs, answers = [files, crop, opacity], [grid, archive, status], ("gallery", "zip", "status")
+        api_endpoint(results, gallery, answers, inputs, outputs, "gallery",
+                     f"Up to {demo_tabs.GALLERY_MAX} faces in one grid with shared part colours, and a zip of their "
+                     "label maps and part centroids.")
+        browser_event(button.click, results, gallery, answers, inputs, outputs, gr.State(Told()))
 
 
 def morph_tab(demo: core.PartDiscDemo, results: ResultFiles, examples: dict[str, Path]) -> None:
@@ -503,10 +614,10 @@ def morph_tab(demo: core.PartDiscDemo, results: ResultFiles, examples: dict[str,
         gr.Markdown("Face A with the chosen parts' representations G_k moved a fraction t of the way to face "
                     "B's: t = 0 is A's plain reconstruction, t = 1 the Swap tab's \"A + parts of B\".")
         image_a, image_b = two_faces("morph", 240)
+        parts = part_numbers(demo.num_parts, names_of(model), label="Parts to morph", info=PICKER_INFO,
+                             elem_id="morph-parts")
         with gr.Row():
-            parts = part_numbers(demo.num_parts, label="Parts to morph", info="Numbers as in the Discover legend",
-                                 scale=3)
-            t = fraction(value=0.5, step=0.05, label="t", scale=2, elem_id="morph-t")
+            t = fraction(value=0.5, step=0.05, label="t", scale=3, elem_id="morph-t")
             crop = gr.Checkbox(value=True, label="Crop to the faces", scale=1)
             button = gr.Button("Morph", variant="primary", scale=1, elem_id="morph-button")
         if len(names) >= 2:
@@ -517,11 +628,12 @@ def morph_tab(demo: core.PartDiscDemo, results: ResultFiles, examples: dict[str,
             picture = result_image(label="A, A morphed at t, B", scale=3, elem_id="morph-output")
             strip = result_image(label="t = 0 .. 1 (animated GIF)", scale=1, elem_id="morph-strip")
         status = gr.Textbox(label="Status", interactive=False, lines=2, elem_id="morph-status")
-        inputs, outputs = [image_a, image_b, parts, t, crop], [picture, strip, status]
-        button.click(results.wrap(morph, files), inputs, outputs, api_name="morph",
-                     api_description="Face A with the listed parts (1..K) moved t (0..1) of the way to face B's "
-                                     "(t = 1: the /swap result), and an animated GIF of t = 0..1.", **RUN)
-        t.release(results.wrap(remorph, files), inputs, outputs, **QUIET)
+        inputs, outputs, told = [image_a, image_b, parts, t, crop], [picture, strip, status], gr.State(Told())
+        api_endpoint(results, morph, files, inputs, outputs, "morph",
+                     "Face A with the listed parts (1..K) moved t (0..1) of the way to face B's (t = 1: the /swap "
+                     "result), and an animated GIF of t = 0..1.")
+        browser_event(button.click, results, morph, files, inputs, outputs, told)
+        browser_event(t.release, results, remorph, files, inputs, outputs, told, **QUIET)
 
 
 def _parse(argv=None) -> argparse.Namespace:
@@ -572,7 +684,7 @@ def main(argv=None) -> None:
         app.launch(server_name=args.host, server_port=args.port, max_file_size="50mb", ssr_mode=False,
                    allowed_paths=[str(Path(args.examples_dir).resolve())], show_error=True,
                    theme=gr.themes.Soft(font=LOCAL_FONTS, font_mono=["ui-monospace", "monospace"]),
-                   footer_links=["api"])
+                   css=swatch_css(model.num_parts), footer_links=["api"])
     finally:
         results.close()
 

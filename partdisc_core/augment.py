@@ -31,12 +31,21 @@ class AugmentConfig:
     """Shared zoom range (>1 zooms in, i.e. a tighter crop); with it a shared shift of up to
     ``zoom_shift`` of the size keeps crops varied."""
     zoom_shift: float = 0.0
-    padding: str = "border"         # grid_sample padding: "zeros", "border" or "reflection"
+    padding: str = "border"
+    """What fills a view outside the photo: "border" (repeat the edge), "reflection", "zeros" (black)
+    or "grey" (mid-grey, the demo's crop fill: partdisc_core.facecrop)."""
     feature_jitter: float = 0.0
     """Strength of a random appearance change (brightness, contrast, saturation, colour cast) applied
     only to the images the encoder F sees, never to the PartFormer's input or the reconstruction
     target. Not in the paper: F then cannot tell the decoder the true colours, so they must travel
     through the part representations G, which makes swapping parts move their appearance. 0: off."""
+
+    background_ring: float = 0.0
+    """Width, as a share of the side, of the ring along the photo's own edge that the border prior
+    (``model.lambda_border``) treats as scenery. With it the views also carry where that ring, and any
+    fill from outside the photo, lands after the zoom, shift and transform, so the prior follows the
+    photo's edge wherever a view puts it instead of a fixed frame of the view (a frame the encoder
+    can find from its padding alone). 0: the prior uses the view's own edge (``model.border_width``)."""
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -104,7 +113,9 @@ class PairedViews:
         tx, ty = _uniform(n, -t, t, gen, device), _uniform(n, -t, t, gen, device)
         return scale, deg * math.pi / 180.0, tx, ty
 
-    def __call__(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def __call__(self, images: torch.Tensor, with_prior: bool = False) -> tuple[torch.Tensor, ...]:
+        """(view1, view2); with ``with_prior`` also (prior1, prior2), (B, H, W) in [0, 1]: how much of
+        each view pixel is the photo's edge ring (``background_ring``) or fill from outside it."""
         b, device = images.shape[0], images.device
         gen = self._generator(device)
         c = self.cfg
@@ -120,5 +131,17 @@ class PairedViews:
         theta = torch.cat(thetas).to(images.dtype)
         both = images.repeat(2, 1, 1, 1)
         grid = F.affine_grid(theta, list(both.shape), align_corners=False)
-        out = F.grid_sample(both, grid, mode="bilinear", padding_mode=c.padding, align_corners=False)
-        return out[:b], out[b:]
+        if c.padding == "grey":   # zeros padding around 0.5-centred images = a mid-grey fill
+            out = F.grid_sample(both - 0.5, grid, mode="bilinear", padding_mode="zeros", align_corners=False) + 0.5
+        else:
+            out = F.grid_sample(both, grid, mode="bilinear", padding_mode=c.padding, align_corners=False)
+        if not with_prior:
+            return out[:b], out[b:]
+        h, w = images.shape[-2:]
+        inner = torch.zeros(1, 1, h, w, dtype=grid.dtype, device=device)
+        ry, rx = round(c.background_ring * h), round(c.background_ring * w)
+        inner[..., ry:h - ry, rx:w - rx] = 1.0
+        inside = F.grid_sample(inner.expand(2 * b, 1, h, w), grid, mode="bilinear", padding_mode="zeros",
+                               align_corners=False)
+        prior = (1.0 - inside[:, 0]).clamp(0.0, 1.0)
+        return out[:b], out[b:], prior[:b], prior[b:]

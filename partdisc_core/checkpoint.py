@@ -41,6 +41,9 @@ def shipped_checkpoint(name: str = DEFAULT_NAME) -> Path:
 
 
 DEFAULT_CHECKPOINT = shipped_checkpoint()
+SIDE_FILES = ("landmarks.json", "part_names.json")
+"""Optional files beside the weights: the landmarks-from-parts map (keypoints.py) and the part names
+(partnames.py); a hub download fetches them too."""
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
@@ -101,6 +104,10 @@ def save_model(model: PartDiscModel, path: str | Path, dtype: torch.dtype | None
         from .keypoints import save_part_landmarks
 
         save_part_landmarks(model.landmarks, path)
+    if getattr(model, "part_names", None) is not None and path.suffix != ".safetensors":
+        from .partnames import save_part_names
+
+        save_part_names(model.part_names, path)
     return weights.parent if path.suffix != ".safetensors" else weights
 
 
@@ -122,10 +129,11 @@ def resolve_weights(source: str | Path | None, revision: str | None = None) -> P
             from huggingface_hub import hf_hub_download
 
             weights = Path(hf_hub_download(text, WEIGHTS_NAME, revision=revision))
-            try:  # the optional landmarks-from-parts map, into the same snapshot folder
-                hf_hub_download(text, "landmarks.json", revision=revision)
-            except Exception:
-                pass
+            for optional in SIDE_FILES:  # landmarks-from-parts map, part names: into the same snapshot folder
+                try:
+                    hf_hub_download(text, optional, revision=revision)
+                except Exception:
+                    pass
             return weights
         except Exception as exc:  # offline, missing repo, missing file ...
             raise CheckpointError(
@@ -218,19 +226,23 @@ def load_model(source: str | Path | None = None, device: str | torch.device = "c
     model.cfg = cfg
     load_weights(model, state, meta,
                  "the weights do not fit the checkpoint's config (was it saved with another config or edited?)")
-    model.landmarks = _landmarks_beside(weights, cfg.num_parts)
+    model.landmarks = _beside(weights, cfg.num_parts, "landmarks")
+    model.part_names = _beside(weights, cfg.num_parts, "part names")
     return model.to(device).eval()
 
 
-def _landmarks_beside(weights: Path, num_parts: int):
-    """The ``landmarks.json`` next to a checkpoint's weights, or None. A damaged one is left out with a
-    warning: the parts do not depend on it."""
+def _beside(weights: Path, num_parts: int, what: str):
+    """The ``landmarks.json`` (``what="landmarks"``) or ``part_names.json`` (``"part names"``) next to
+    a checkpoint's weights, or None. A damaged one is left out with a warning: the parts do not
+    depend on it."""
     from .keypoints import load_part_landmarks
+    from .partnames import load_part_names
 
+    load = {"landmarks": load_part_landmarks, "part names": load_part_names}[what]
     try:
-        return load_part_landmarks(weights.parent, num_parts)
+        return load(weights.parent, num_parts)
     except ValueError as exc:
-        warnings.warn(f"landmarks left out: {exc}")
+        warnings.warn(f"{what} left out: {exc}")
         return None
 
 

@@ -18,13 +18,14 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
 from . import viz
 from .inputs import DecodedImage, ImageInputError, decode_image, resize, to_uint8
-from .keypoints import describe_parts
+from .keypoints import predict_landmarks
+from .partnames import names_of, part_labels
 from .viz import titled_grid, with_legend
 
 MAX_PIXELS = 50_000_000
@@ -92,11 +93,13 @@ def load_image(path: Any, max_side: int = WORK_SIDE, max_pixels: int = MAX_PIXEL
 @dataclass
 class View:
     """What the model is shown: ``image`` (H, W, 3) uint8 (a square crop of side ``DISPLAY_SIDE``
-    when cropping), and a sentence on how it was made."""
+    when cropping), a sentence on how it was made, and ``valid_box`` (x0, y0, x1, y1): the photo's
+    own pixels of ``image`` (a crop larger than the photo is filled around them; None: all)."""
 
     image: np.ndarray
     message: str
     face_found: bool | None  # None when no crop was asked for
+    valid_box: tuple[int, int, int, int] | None = None
 
 
 def _resize(arr: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -109,16 +112,55 @@ def make_view(image: np.ndarray, crop: bool = True, side: int = DISPLAY_SIDE) ->
     if crop:
         from .facecrop import crop_to_face
 
-        res = crop_to_face(image)
-        out = _resize(res.image, side, side)
+        res = crop_to_face(image, output_size=side)
+        valid = res.valid_box if res.padded else None
         if res.found:
             extra = f" (largest of {res.num_faces})" if res.num_faces > 1 else ""
-            return View(out, f"Face found{extra}: cropped to it.", True)
-        return View(out, res.message or "No face found: using the centre of the image", False)
+            fill = " The photo ends inside the crop: the grey area is not part of it." if valid else ""
+            return View(res.image, f"Face found{extra}: cropped to it.{fill}", True, valid)
+        return View(res.image, res.message or "No face found: using the centre of the image", False, valid)
     h, w = image.shape[:2]
     s = side / max(h, w)
     out = _resize(image, max(1, round(w * s)), max(1, round(h * s)))
     return View(out, "Whole image (not cropped); the model sees it squeezed to a square.", None)
+
+
+def real_maps(maps: Any, valid_box: tuple[int, int, int, int] | None, view_size: tuple[int, int]) -> Any:
+    """Part maps (K+1, h, w) or (B, K+1, h, w) of a view of (width, height) ``view_size`` with the
+    fill around its ``valid_box`` given to the background (the last map), so that no part lies on
+    it: not in overlays, label maps, centroids or part areas. A torch tensor stays one."""
+    if valid_box is None:
+        return maps
+    from .facecrop import box_mask
+
+    h, w = maps.shape[-2:]
+    inside = box_mask(valid_box, view_size, (w, h))
+    if inside.all():
+        return maps
+    if hasattr(maps, "detach"):
+        import torch
+
+        inside = torch.as_tensor(inside, device=maps.device)
+        out = maps * inside.to(maps.dtype)
+        out[..., -1, :, :] = torch.where(inside, maps[..., -1, :, :], torch.ones_like(maps[..., -1, :, :]))
+        return out
+    out = np.asarray(maps) * inside
+    out[..., -1, :, :] = np.where(inside, maps[..., -1, :, :], 1.0)
+    return out
+
+
+def overlay_view(image: np.ndarray, masks: Any, valid_box: tuple[int, int, int, int] | None, opacity: float = 0.5,
+                 hard: bool = True) -> np.ndarray:
+    """``viz.overlay_masks`` of a view's part maps, the fill around ``valid_box`` (see
+    :func:`real_maps`) left as the plain view."""
+    masks = real_maps(masks.cpu().numpy() if hasattr(masks, "cpu") else masks, valid_box, image.shape[1::-1])
+    overlay = viz.overlay_masks(image, masks, opacity=float(opacity), hard=bool(hard))
+    if valid_box is None:
+        return overlay
+    from .facecrop import box_mask
+
+    inside = box_mask(valid_box, image.shape[1::-1])
+    return overlay if inside.all() else np.where(inside[..., None], overlay, image)
 
 
 def _file_key(path: Any) -> tuple | None:
@@ -179,12 +221,20 @@ def parse_parts(parts: Any, num_parts: int) -> list[int]:
     return sorted(out)
 
 
-def _part_list(parts: list[int], k: int) -> str:
+def part_list(parts: list[int], k: int, names: Sequence[str] | None = None, short: bool = False) -> str:
+    """The chosen parts in words: "no parts", "all parts", "part 3 (nose)" or "parts 1 (left eye),
+    3 (nose)" ("part 3", "parts 1, 3" without names). ``short`` (picture titles): just the names
+    ("left eye, nose"), and "5 parts" for more than two."""
     if not parts:
         return "no parts"
     if parts == list(range(1, k + 1)):
         return "all parts"
-    return ("part " if len(parts) == 1 else "parts ") + ", ".join(str(p) for p in parts)
+    if short and len(parts) > 2:
+        return f"{len(parts)} parts"
+    if short and names:
+        return ", ".join(names[p - 1] for p in parts)
+    listed = ", ".join(f"{p} ({names[p - 1]})" if names else str(p) for p in parts)
+    return ("part " if len(parts) == 1 else "parts ") + listed
 
 
 def _sentence(text: str) -> str:
@@ -195,7 +245,8 @@ def _sentence(text: str) -> str:
 # --- the model wrapper ---------------------------------------------------------------------------
 @dataclass
 class Analysis:
-    """The model's answer for one view: soft maps V (K+1, S, S) and attention (K+1, h, w)."""
+    """The model's answer for one view: soft maps V (K+1, S, S) (the view's fill given to the
+    background, :func:`real_maps`) and attention (K+1, h, w)."""
 
     view: View
     masks: np.ndarray
@@ -241,7 +292,8 @@ class PartDiscDemo:
         pred = self.model.predict(view.image, output_size=None, return_attention=True)
         model_ms = (time.perf_counter() - start) * 1000.0
         attention = None if pred.attention is None else pred.attention[0].float().cpu().numpy()
-        return Analysis(view, pred.masks[0].float().cpu().numpy(), attention, notes, model_ms)
+        masks = real_maps(pred.masks[0].float().cpu().numpy(), view.valid_box, view.image.shape[1::-1])
+        return Analysis(view, masks, attention, notes, model_ms)
 
     def status_text(self, analysis: Analysis) -> str:
         parts = [_sentence(analysis.view.message)] + [n[0].upper() + n[1:] + "." for n in analysis.notes]
@@ -253,26 +305,16 @@ class PartDiscDemo:
         part tokens' attention maps, for one image file."""
         a = self.analyse(path, crop)
         k = self.num_parts
-        overlay = viz.overlay_masks(a.view.image, a.masks, opacity=float(opacity), hard=bool(hard))
-        columns = min(k + 1, GRID_COLUMNS)
-        part_maps = viz.pad_top(viz.map_grid(a.masks, size=TILE, normalize=None, cmap="viridis", columns=columns),
-                                GRID_TOP_PAD)
+        overlay = overlay_view(a.view.image, a.masks, a.view.valid_box, opacity, hard)
+        grid = dict(size=TILE, columns=min(k + 1, GRID_COLUMNS),
+                    titles=part_labels(k, names_of(self.model)) + ["background"])
+        part_maps = viz.pad_top(viz.map_grid(a.masks, normalize=None, cmap="viridis", **grid), GRID_TOP_PAD)
         if a.attention is not None:
-            attention = viz.pad_top(viz.map_grid(a.attention, size=TILE, normalize="each", cmap="inferno",
-                                                 columns=columns), GRID_TOP_PAD)
+            attention = viz.pad_top(viz.map_grid(a.attention, normalize="each", cmap="inferno", **grid), GRID_TOP_PAD)
         else:
             attention = np.full((TILE, TILE, 3), 255, np.uint8)
-        names, status = None, self.status_text(a)
-        head = getattr(self.model, "landmarks", None)
-        if head is not None:  # landmarks from the parts (keypoints.py), drawn on the overlay
-            side = a.masks.shape[-1]
-            points, near = describe_parts(head, a.masks)
-            points = points * (overlay.shape[1] / side, overlay.shape[0] / side)
-            overlay = viz.draw_points(overlay, points, radius=max(3, overlay.shape[0] // 90))
-            names = [f"part {i + 1}" + (f" ({n})" if n else "") for i, n in enumerate(near)]
-            status += (" White dots: the " + ", ".join(head.names) + " as predicted from the parts' centroids "
-                       "(a linear map fitted on annotated faces); a part near one is named after it.")
-        return DiscoverResult(with_legend(overlay, k, names=names), part_maps, attention, status, a)
+        status = self.status_text(a) + parts_note(self.model)
+        return DiscoverResult(annotate_overlay(self.model, overlay, a.masks), part_maps, attention, status, a)
 
     def swap(self, path_a: Any, path_b: Any, parts: Any = None, crop: bool = True) -> SwapOutput:
         """Reconstruct faces A and B with the chosen parts' representations G_k exchanged."""
@@ -289,16 +331,17 @@ class PartDiscDemo:
             sa, sb = ra, rb
         model_ms = (time.perf_counter() - start) * 1000.0
         s = self.model.cfg.input_size
-        label = _part_list(chosen, k)
-        grid = titled_grid(
+        names = names_of(self.model)
+        title = part_list(chosen, k, names, short=True)
+        grid = viz.pad_top(titled_grid(
             [[_resize(view_a.image, s, s), ra, sa], [_resize(view_b.image, s, s), rb, sb]],
-            [["A (model input)", "A reconstructed", f"A + {label} of B"],
-             ["B (model input)", "B reconstructed", f"B + {label} of A"]], cell=SWAP_CELL)
+            [["A (model input)", "A reconstructed", f"A + {title} of B"],
+             ["B (model input)", "B reconstructed", f"B + {title} of A"]], cell=SWAP_CELL), GRID_TOP_PAD)
         notes = [f"A: {_sentence(view_a.message)}", f"B: {_sentence(view_b.message)}"]
         notes += [f"A: {n}." for n in notes_a] + [f"B: {n}." for n in notes_b]
         if not chosen:
             notes.append("No parts chosen, so the swapped images equal the plain reconstructions.")
-        notes.append(f"Exchanged {label}; model time {model_ms:.0f} ms.")
+        notes.append(f"Exchanged {part_list(chosen, k, names)}; model time {model_ms:.0f} ms.")
         return SwapOutput(grid, " ".join(notes), chosen)
 
     def warm_up(self) -> None:
@@ -307,6 +350,37 @@ class PartDiscDemo:
         make_view(blank, crop=True)
         self.model.predict(blank, output_size=None)
         self.model.swap_parts(blank, blank, parts=[1])
+
+
+def landmark_dots(model, overlay: np.ndarray, masks: np.ndarray) -> np.ndarray:
+    """A part overlay (H, W, 3) uint8 of the maps ``masks`` (K+1, s, s) with the landmarks predicted
+    from them as white dots when the model has ``landmarks.json`` (keypoints.py); else unchanged."""
+    head = getattr(model, "landmarks", None)
+    if head is None:
+        return overlay
+    side = masks.shape[-1]
+    points = predict_landmarks(head, masks)[0] * (overlay.shape[1] / side, overlay.shape[0] / side)
+    return viz.draw_points(overlay, points, radius=max(3, overlay.shape[0] // 90))
+
+
+def annotate_overlay(model, overlay: np.ndarray, masks: np.ndarray) -> np.ndarray:
+    """:func:`landmark_dots` and the colour legend below, with the part names when the model has
+    ``part_names.json`` (partnames.py): the Discover picture."""
+    k = model.num_parts
+    return with_legend(landmark_dots(model, overlay, masks), k, names=part_labels(k, names_of(model)))
+
+
+def parts_note(model) -> str:
+    """What :func:`annotate_overlay` adds to the parts, in a sentence or two ("" when nothing)."""
+    note = ""
+    head = getattr(model, "landmarks", None)
+    if head is not None:
+        note += (" White dots: the " + ", ".join(head.names) + " as predicted from the parts' centroids "
+                 "(a linear map fitted on annotated faces).")
+    if names_of(model):
+        note += (" Part names: each part is named once, after the face region it covers best on annotated "
+                 "faces; left and right are the image's.")
+    return note
 
 
 def discover(model, path: Any, crop: bool = True, hard: bool = True, opacity: float = 0.5) -> DiscoverResult:
@@ -354,6 +428,6 @@ def write_examples(folder: str | Path) -> dict[str, Path]:
 
 __all__ = [
     "Analysis", "DemoInputError", "DiscoverResult", "PartDiscDemo", "SwapOutput", "View",
-    "discover", "load_image", "load_model_or_exit", "load_view", "make_view", "parse_parts",
-    "swap", "write_examples",
+    "discover", "load_image", "load_model_or_exit", "load_view", "make_view", "overlay_view", "parse_parts",
+    "part_list", "parts_note", "annotate_overlay", "landmark_dots", "real_maps", "swap", "write_examples",
 ]

@@ -28,13 +28,14 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from . import viz
-from .demo import (DemoInputError, _resize, _sentence, load_image, load_pair, load_view, parse_parts, titled_grid,
-                   with_legend)
+from .demo import (GRID_TOP_PAD, DemoInputError, _resize, _sentence, load_image, load_pair, load_view, overlay_view,
+                   parse_parts, part_list, real_maps, titled_grid, with_legend)
 from .inputs import to_uint8
 from .labelmaps import centroid_header, centroid_row, label_png
 from .media import MAX_VIDEO_SECONDS, MediaInputError, Mp4Writer, VideoReader, even_size, write_gif
+from .partnames import names_of, part_labels
 from .tracking import FaceTracker, TrackedView
+from .viz import pad_top
 
 LIVE_SIDE = 320
 """Side of the live (and /frame, and video) face crop the overlay is drawn on."""
@@ -92,14 +93,19 @@ def whole_view(frame: np.ndarray, side: int) -> np.ndarray:
     return cv2.resize(frame, size, interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
 
 
-def _overlays(model, views: Sequence[np.ndarray], opacity: float) -> tuple[list[np.ndarray], Any, float]:
+def _overlays(model, views: Sequence[np.ndarray], opacity: float,
+              valid_boxes: Sequence[tuple | None] | None = None) -> tuple[list[np.ndarray], Any, float]:
     """The model on a batch of views: overlays at each view's size, the maps V (B, K+1, s, s) at
-    the model's size, and the model time in ms."""
+    the model's size (each view's fill outside its valid box given to the background), and the
+    model time in ms."""
+    import torch
+
     start = time.perf_counter()
     pred = model.predict(list(views), output_size=None, return_attention=False)
     model_ms = (time.perf_counter() - start) * 1000.0
-    maps = pred.masks.float().cpu()
-    overlays = [viz.overlay_masks(v, m.numpy(), opacity=float(opacity), hard=True) for v, m in zip(views, maps)]
+    boxes = list(valid_boxes) if valid_boxes is not None else [None] * len(views)
+    maps = torch.stack([real_maps(m, b, v.shape[1::-1]) for m, b, v in zip(pred.masks.float().cpu(), boxes, views)])
+    overlays = [overlay_view(v, m, b, opacity) for v, m, b in zip(views, maps, boxes)]
     return overlays, maps, model_ms
 
 
@@ -110,10 +116,10 @@ def live_frame(model, frame: Any, tracker: FaceTracker | None, crop: bool = True
     img = check_frame(frame)
     if crop:
         tracked = (tracker or FaceTracker()).update(img, side)
-        view, found, message = tracked.image, tracked.found, tracked.message
+        view, found, message, valid = tracked.image, tracked.found, tracked.message, tracked.valid_box
     else:
-        view, found, message = whole_view(img, side), None, "Whole frame (not cropped)."
-    (overlay,), _, model_ms = _overlays(model, [view], opacity)
+        view, found, message, valid = whole_view(img, side), None, "Whole frame (not cropped).", None
+    (overlay,), _, model_ms = _overlays(model, [view], opacity, [valid])
     return FrameResult(overlay, f"{_sentence(message)} Model time {model_ms:.0f} ms.", found, model_ms)
 
 
@@ -181,14 +187,15 @@ def video(model, path: Any, folder, crop: bool = True, opacity: float = 0.5,
         rows: list[list] = []
         csv_text = io.StringIO()
         writer = csv.writer(csv_text)
-        writer.writerow(["frame", "time_s"] + centroid_header(k)[1:])
+        writer.writerow(["frame", "time_s"] + centroid_header(k, names_of(model))[1:])
         with folder.staged("parts.mp4") as tmp:
             with Mp4Writer(tmp, info.fps, size) as out:
                 batch: list[np.ndarray] = []
                 squares: list[np.ndarray] = []
+                valid: list[tuple] = []
 
                 def flush() -> None:
-                    overlays, maps, _ = _overlays(model, batch, opacity)
+                    overlays, maps, _ = _overlays(model, batch, opacity, valid if crop else None)
                     for o in overlays:
                         out.write(o)
                     cen = soft_centroids(maps[:, :k]).numpy().astype(np.float64)  # (B, K, 2), map pixels
@@ -203,6 +210,7 @@ def video(model, path: Any, folder, crop: bool = True, opacity: float = 0.5,
                                     + [f"{v:.3f}" for v in row])
                     batch.clear()
                     squares.clear()
+                    valid.clear()
                     if progress is not None:
                         progress(min(1.0, len(rows) / expected), f"frame {len(rows)} of ~{expected}")
 
@@ -212,6 +220,7 @@ def video(model, path: Any, folder, crop: bool = True, opacity: float = 0.5,
                             tracked: TrackedView = tracker.update(frame, LIVE_SIDE)
                             batch.append(tracked.image)
                             squares.append(tracked.square * 1.0)
+                            valid.append(tracked.valid_box)
                             found += tracked.found
                         else:
                             batch.append(frame)  # decoded at reader.size = size
@@ -229,9 +238,20 @@ def video(model, path: Any, folder, crop: bool = True, opacity: float = 0.5,
     parts = [f"{n} frames ({clip_s:.1f} s at {info.fps:.3g} frames/s, {info.width}x{info.height}, {info.codec})"
              f" in {took:.1f} s: {took / max(clip_s, 1e-9):.2f} s per second of video."]
     if crop:
-        parts.append(f"Face found in {found} of {n} frames; the crop follows it smoothly.")
+        parts.append(face_sentence(found, n))
     parts.append(f"K = {k} parts; centroids of every part in every frame in the CSV (the clip's pixels).")
     return VideoResult(str(Path(folder.path) / "parts.mp4"), csv_path, " ".join(parts), n, clip_s, took)
+
+
+def face_sentence(found: int, frames: int) -> str:
+    """What following the face did over a clip of ``frames`` frames, ``found`` of them with a face."""
+    if found == 0:
+        return (f"No face found in any of the {frames} frames: the centre of each frame was used "
+                "(untick \"Follow the face\" for the whole frame).")
+    if found == frames:
+        return f"Face found in all {frames} frames; the crop follows it smoothly."
+    return (f"Face found in {found} of {frames} frames; the crop follows it smoothly, holds still where it "
+            "is lost, then drifts to the centre of the frame.")
 
 
 # --- gallery -------------------------------------------------------------------------------------
@@ -266,10 +286,12 @@ def gallery(model, paths: Sequence[Any] | None, folder, crop: bool = True, opaci
     if len(paths) > GALLERY_MAX:
         raise DemoInputError(f"{len(paths)} files were given; the gallery takes at most {GALLERY_MAX}.")
     k = model.num_parts
-    names, views, skipped = [], [], []
+    names, views, boxes, skipped = [], [], [], []
     for name, p in zip(_unique_names(paths), paths):
         try:
-            views.append(load_view(p, crop)[0].image)
+            view = load_view(p, crop)[0]
+            views.append(view.image)
+            boxes.append(view.valid_box)
             names.append(name)
         except DemoInputError as exc:
             skipped.append(f"{Path(str(p)).name}: {exc}")
@@ -278,18 +300,20 @@ def gallery(model, paths: Sequence[Any] | None, folder, crop: bool = True, opaci
     start = time.perf_counter()
     pred = model.predict(views, output_size="input", return_attention=False)
     model_ms = (time.perf_counter() - start) * 1000.0
-    maps = pred.masks.float().cpu()       # (N, K+1, S, S) at the views' size
-    labels = pred.labels.to("cpu").numpy().astype(np.uint8)
-    overlays = [viz.overlay_masks(v, m.numpy(), opacity=float(opacity), hard=True) for v, m in zip(views, maps)]
+    # (K+1, S, S) at each view's size, the fill around a crop given to the background
+    maps = [real_maps(m, b, v.shape[1::-1]) for m, b, v in zip(pred.masks.float().cpu(), boxes, views)]
+    labels = [m.max(dim=0).indices.numpy().astype(np.uint8) for m in maps]
+    overlays = [overlay_view(v, m, b, opacity) for v, m, b in zip(views, maps, boxes)]
     cols = min(GALLERY_COLUMNS, len(overlays))
     rows = [overlays[i:i + cols] for i in range(0, len(overlays), cols)]
     titles = [names[i:i + cols] for i in range(0, len(names), cols)]
-    grid = with_legend(titled_grid(rows, titles, cell=GALLERY_CELL), k)
+    grid = with_legend(pad_top(titled_grid(rows, titles, cell=GALLERY_CELL), GRID_TOP_PAD), k,
+                       names=part_labels(k, names_of(model)))
 
     buffer = io.BytesIO()
     csv_text = io.StringIO()
     writer = csv.writer(csv_text)
-    writer.writerow(centroid_header(k))
+    writer.writerow(centroid_header(k, names_of(model)))
     with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         for name, view, lab, m in zip(names, views, labels, maps):
             png = io.BytesIO()
@@ -345,13 +369,14 @@ def morph(model, path_a: Any, path_b: Any, folder, parts: Any = None, t: float =
     frames = to_uint8(out)
     s = model.cfg.input_size
     seen_a, seen_b = _resize(view_a.image, s, s), _resize(view_b.image, s, s)
-    label = ("part " if len(chosen) == 1 else "parts ") + ", ".join(map(str, chosen)) if chosen else "no parts"
-    picture = titled_grid([[seen_a, frames[-1], seen_b]], [["A (model input)", f"A, {label} at t = {t:.2f}",
-                                                            "B (model input)"]], cell=MORPH_CELL)
-    strip = [_resize(f, MORPH_CELL, MORPH_CELL) for f in frames[:-1]]
+    names = names_of(model)
+    title = f"A, {part_list(chosen, k, names, short=True)} at t = {t:.2f}"
+    picture = pad_top(titled_grid([[seen_a, frames[-1], seen_b]], [["A (model input)", title, "B (model input)"]],
+                                  cell=MORPH_CELL), GRID_TOP_PAD)
+    strip = [pad_top(_resize(f, MORPH_CELL, MORPH_CELL), GRID_TOP_PAD) for f in frames[:-1]]  # the viewer's label
     with folder.staged("morph.gif") as tmp:
         write_gif(strip + strip[-2:0:-1], tmp, fps=8)
-    status = (f"A rebuilt with {label} moved {t:.0%} of the way to B's representations "
+    status = (f"A rebuilt with {part_list(chosen, k, names)} moved {t:.0%} of the way to B's representations "
               f"(t = 1 is the Swap tab's result); the animated strip runs t = 0 .. 1 in {steps} steps. "
               f"Model time {model_ms:.0f} ms.")
     if not chosen:
@@ -360,4 +385,5 @@ def morph(model, path_a: Any, path_b: Any, folder, parts: Any = None, t: float =
 
 
 __all__ = ["FrameResult", "GALLERY_MAX", "GalleryResult", "LIVE_SIDE", "MorphResult", "VideoResult", "check_frame",
-           "check_t", "gallery", "live_frame", "morph", "single_frame", "video", "whole_view", "write_jpeg"]
+           "check_t", "face_sentence", "gallery", "live_frame", "morph", "single_frame", "video", "whole_view",
+           "write_jpeg"]

@@ -33,10 +33,11 @@ FOREHEAD_RAISE = 0.15
 SCENERY_MARGIN = 0.3
 """Scenery starts this many face widths (jaw x-extent) away from the face region."""
 
-__all__ = ["face_region", "scenery", "Dense68Accumulator", "NUM_POINTS"]
+__all__ = ["face_region", "scenery", "Dense68Accumulator", "NUM_POINTS", "check_points"]
 
 
-def _check_points(points: np.ndarray) -> np.ndarray:
+def check_points(points: np.ndarray) -> np.ndarray:
+    """(68, 2) float64 xy landmarks in the iBUG order, or a clear ValueError."""
     p = np.asarray(points, dtype=np.float64)
     if p.shape != (NUM_POINTS, 2):
         raise ValueError(f"need ({NUM_POINTS}, 2) xy landmarks in the iBUG order, got shape {p.shape}")
@@ -48,7 +49,7 @@ def _check_points(points: np.ndarray) -> np.ndarray:
 def face_region_polygon(points: np.ndarray) -> np.ndarray:
     """(27, 2) xy vertices of the face region: jaw 0..16, then brows 26..17 raised by
     FOREHEAD_RAISE x (jaw bottom - brow top)."""
-    p = _check_points(points)
+    p = check_points(points)
     jaw, brows = p[list(JAW)], p[list(BROWS)][::-1].copy()
     height = jaw[:, 1].max() - brows[:, 1].min()
     brows[:, 1] -= FOREHEAD_RAISE * max(height, 0.0)
@@ -67,7 +68,7 @@ def face_region(points: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
 
 def scenery(points: np.ndarray, region: np.ndarray) -> np.ndarray:
     """(H, W) bool: pixels farther than SCENERY_MARGIN face widths from the face region."""
-    p = _check_points(points)
+    p = check_points(points)
     width = float(p[list(JAW), 0].max() - p[list(JAW), 0].min())
     if not region.any():
         return np.zeros_like(region)
@@ -96,7 +97,7 @@ class Dense68Accumulator:
         lab = np.asarray(labels.cpu() if hasattr(labels, "cpu") else labels)
         if lab.ndim != 2:
             raise ValueError(f"labels must be (H, W), got shape {lab.shape}")
-        p = _check_points(np.asarray(points.cpu() if hasattr(points, "cpu") else points))
+        p = check_points(np.asarray(points.cpu() if hasattr(points, "cpu") else points))
         h, w = lab.shape
         xy = np.round(p).astype(np.int64)
         inside = (xy[:, 0] >= 0) & (xy[:, 0] < w) & (xy[:, 1] >= 0) & (xy[:, 1] < h)

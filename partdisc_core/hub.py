@@ -12,7 +12,8 @@
   data and its licence terms (found from ``RUN_DIR/train_config.json``, or ``--data-terms``);
 - ``examples.png``: the example figure (``RUN_DIR/examples.png``, ``--figure``, or drawn now: part
   maps of the offline example faces and a part swap);
-- ``train_config.json``, ``landmarks.json`` and the evaluation JSONs, when RUN_DIR has them.
+- ``train_config.json``, ``landmarks.json``, ``part_names.json`` and the evaluation JSONs, when RUN_DIR
+  has them.
 
 ``--dry-run`` writes the folder (default ``outputs/hub/OWNER--NAME``) and uploads nothing. Only the
 files written are uploaded, whatever else the folder holds.
@@ -30,8 +31,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .checkpoint import CONFIG_NAME, HUB_ID, WEIGHTS_NAME, CheckpointError, load_model, read_checkpoint
-from .keypoints import LANDMARKS_NAME
+from .checkpoint import CONFIG_NAME, HUB_ID, SIDE_FILES, WEIGHTS_NAME, CheckpointError, load_model, read_checkpoint
 
 CARD_NAME = "README.md"
 FIGURE_NAME = "examples.png"
@@ -270,9 +270,10 @@ def build_repo_folder(run_dir: str | Path, repo_id: str, out: str | Path, figure
     if train_config is not None:
         shutil.copyfile(run / TRAIN_CONFIG_NAME, out / TRAIN_CONFIG_NAME)
         written.append(TRAIN_CONFIG_NAME)
-    if (run / LANDMARKS_NAME).is_file():  # the landmarks-from-parts map (keypoints.py), beside the weights
-        shutil.copyfile(run / LANDMARKS_NAME, out / LANDMARKS_NAME)
-        written.append(LANDMARKS_NAME)
+    for name in SIDE_FILES:  # the landmarks-from-parts map (keypoints.py), the part names (partnames.py)
+        if (run / name).is_file():
+            shutil.copyfile(run / name, out / name)
+            written.append(name)
     for path in eval_paths:
         name = path.name if path.name.startswith("eval_") else f"eval_{path.name}"
         if (out / name).resolve() != path.resolve():

@@ -7,7 +7,8 @@ K foreground maps V_1..V_K -> L landmarks) saved with a checkpoint as ``landmark
   (``load_model`` attaches it as ``model.landmarks``; ``save_model`` writes it back).
 * :func:`predict_landmarks` maps part maps to landmarks; :func:`describe_parts` gives one image's
   landmarks and names each part after the landmark its centroid lies nearest to ("part 3, near the
-  left eye"), when it lies near one.
+  left eye"), when it lies near one. (That name changes from face to face; the demo shows each
+  part's one fixed name instead, from ``part_names.json``: :mod:`partdisc_core.partnames`.)
 """
 from __future__ import annotations
 

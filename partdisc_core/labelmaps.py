@@ -6,13 +6,16 @@ faces), so both give files that the same code reads:
 * label map: a mode "P" PNG at the image's size, value k - 1 for part k (the colours of
   :func:`partdisc_core.viz.part_colors`), value K for the background (the last palette entry);
 * centroid CSV: ``image,width,height,part1_x,part1_y,...,partK_x,partK_y``, the soft centroids of
-  the K foreground maps in the image's pixels (3 decimals).
+  the K foreground maps in the image's pixels (3 decimals). For a model with part names
+  (``part_names.json``, :mod:`partdisc_core.partnames`) the demo's columns carry them:
+  ``part1_left_eye_x,part1_left_eye_y,...`` (still ``part<k>_`` first and ``_x`` / ``_y`` last).
 """
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -42,9 +45,12 @@ def save_label_png(labels: Any, num_parts: int, path: str | Path) -> None:
     os.replace(tmp, path)
 
 
-def centroid_header(num_parts: int) -> list[str]:
-    """The centroid CSV's header row."""
-    return ["image", "width", "height"] + [f"part{i}_{c}" for i in range(1, num_parts + 1) for c in "xy"]
+def centroid_header(num_parts: int, names: Sequence[str] | None = None) -> list[str]:
+    """The centroid CSV's header row; with the part ``names``, each part's columns carry its name
+    (``part3_nose_x``, letters and digits kept, anything else an underscore)."""
+    tags = [f"part{i}" + (f"_{re.sub(r'[^0-9A-Za-z]+', '_', names[i - 1]).strip('_')}" if names else "")
+            for i in range(1, num_parts + 1)]
+    return ["image", "width", "height"] + [f"{tag}_{c}" for tag in tags for c in "xy"]
 
 
 def centroid_row(name: str, maps: Any, num_parts: int) -> list:

@@ -77,17 +77,24 @@ def border_ring(h: int, w: int, width: float, device=None) -> torch.Tensor:
     return near_y[:, None] | near_x[None, :]
 
 
-def border_loss(maps: torch.Tensor, width: float, eps: float = 1e-6) -> torch.Tensor:
-    """Border prior (not in the paper; ``lambda_border``): -log V_background averaged over the ring of
-    pixels within ``width`` of the edge of each view, over the batch.
+def border_loss(maps: torch.Tensor, width: float, prior: torch.Tensor | None = None, eps: float = 1e-6
+                ) -> torch.Tensor:
+    """Border prior (not in the paper; ``lambda_border``): -log V_background over the pixels known to
+    be scenery, averaged over the batch.
 
-    maps: (B, K+1, H, W), background last. A face photo's edge is scenery, hair or clothes; without
-    this term the scenery is as good a place for a part as the face (the area loss of eq. (6) pushes
-    every part to grow, wherever it is), and parts spill onto walls while the face is left to the
-    background. Zero when the background holds the whole ring."""
-    ring = border_ring(maps.shape[-2], maps.shape[-1], width, maps.device)
-    background = maps[:, -1].float()[:, ring]        # (B, ring pixels)
-    return -(background + eps).log().mean()
+    maps: (B, K+1, H, W), background last. Without ``prior`` those pixels are the ring within
+    ``width`` of each view's edge; with ``prior`` (B, h, w) weights in [0, 1] (the photo's own edge
+    ring and any fill, from :class:`partdisc_core.augment.PairedViews`, averaged down to the maps'
+    size) they are weighted by it, and a batch with no such pixel gives 0. A face photo's edge is
+    scenery, hair or clothes; without this term the scenery is as good a place for a part as the face
+    (the area loss of eq. (6) pushes every part to grow, wherever it is), and parts spill onto walls
+    while the face is left to the background. Zero when the background holds all those pixels."""
+    nll = -(maps[:, -1].float() + eps).log()
+    if prior is None:
+        ring = border_ring(maps.shape[-2], maps.shape[-1], width, maps.device)
+        return nll[:, ring].mean()
+    weight = F.adaptive_avg_pool2d(prior.float().unsqueeze(1), maps.shape[-2:])[:, 0]
+    return (weight * nll).sum() / weight.sum().clamp_min(1.0)
 
 
 def area_loss(maps: torch.Tensor, alpha: float, eps: float = 1e-8) -> torch.Tensor:
@@ -161,8 +168,11 @@ class PartDiscLoss(nn.Module):
             loss = loss + weight * (a.float() - b.float()).abs().mean()
         return loss
 
-    def forward(self, out, arcface: ArcFace, class_ids: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        """out: a :class:`partdisc_core.model.TrainOutput`. Returns each loss and their weighted ``total``."""
+    def forward(self, out, arcface: ArcFace, class_ids: torch.Tensor | None = None,
+                prior: tuple[torch.Tensor, ...] | None = None) -> dict[str, torch.Tensor]:
+        """out: a :class:`partdisc_core.model.TrainOutput`; ``prior``: per view, where the border prior
+        applies (see :func:`border_loss`; None: each view's edge ring). Returns each loss and their
+        weighted ``total``."""
         cfg = self.cfg
         k = cfg.num_parts
         zero = out.maps[0].new_zeros((), dtype=torch.float32)
@@ -184,7 +194,8 @@ class PartDiscLoss(nn.Module):
         if cfg.lambda_sc > 0:
             sc = sum(arcface(out.parts[i][:, :k], class_ids) for i in views) / len(out.maps)
         if cfg.lambda_border > 0:
-            border = sum(border_loss(out.maps[i], cfg.border_width) for i in views) / len(out.maps)
+            border = sum(border_loss(out.maps[i], cfg.border_width, None if prior is None else prior[i])
+                         for i in views) / len(out.maps)
         if cfg.lambda_swap > 0 and out.swapped is not None:
             maps = out.maps[0][:, :k].detach()
             swap = swap_colour_loss(out.swapped, maps, out.targets[0][out.donor], maps[out.donor])

@@ -102,6 +102,8 @@ class PartDiscModel(nn.Module):
         self.register_buffer("std", torch.tensor(cfg.std).view(1, 3, 1, 1), persistent=False)
         self.landmarks = None
         """Landmarks from the parts (``keypoints.PartLandmarks``), when the checkpoint has them."""
+        self.part_names = None
+        """One fixed name per part (``partnames.PartNames``), when the checkpoint has them."""
 
     # --- helpers ---------------------------------------------------------------------------------
     @property

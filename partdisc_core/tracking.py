@@ -7,7 +7,9 @@ adaptive step (:func:`smooth_square`): small differences, which are detector noi
 little; large ones, which are real motion, move it almost at once (the idea of the One Euro filter,
 with the displacement in place of the speed). When the face is lost the square holds still for a
 while, then drifts to the centre of the frame. Crops are cut at sub-pixel positions
-(:func:`crop_square`), so a slowly moving square gives a slowly moving picture, not 1-pixel jumps.
+(:func:`crop_square`), so a slowly moving square gives a slowly moving picture, not 1-pixel jumps;
+the square is moved inside the frame where it fits (:func:`fit_square`), and what still lies outside
+is filled as ``facecrop`` fills it, with the frame's own pixels marked (``TrackedView.valid_box``).
 """
 from __future__ import annotations
 
@@ -15,7 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .facecrop import NO_FACE_MESSAGE, _as_rgb_uint8, detect_faces, face_frame
+from .facecrop import (DEFAULT_PAD_MODE, NO_FACE_MESSAGE, _as_rgb_uint8, _pixels_within, detect_faces, face_frame,
+                       fill_outside, fit_box)
 
 DETECT_SIDE = 256
 """Frames are shrunk to this longest side for detection (a webcam face is large; ~4x faster than 640)."""
@@ -36,9 +39,29 @@ def smooth_square(previous: np.ndarray, measured: np.ndarray, slow: float = 0.15
     return previous + step * (measured - previous)
 
 
-def crop_square(image: np.ndarray, square, size: int) -> np.ndarray:
+def fit_square(square, frame_size: tuple[int, int]) -> np.ndarray:
+    """The square (cx, cy, side) moved the least that keeps it inside a frame of (width, height)
+    along each axis where it fits (:func:`partdisc_core.facecrop.fit_box`; continuous in the
+    square, so a smoothly moving square stays smooth)."""
+    cx, cy, side = (float(v) for v in square)
+    x0, y0, _, _ = fit_box((cx - side / 2.0, cy - side / 2.0, cx + side / 2.0, cy + side / 2.0), *frame_size)
+    return np.array([x0 + side / 2.0, y0 + side / 2.0, side])
+
+
+def square_valid_box(square, frame_size: tuple[int, int], size: int) -> tuple[int, int, int, int]:
+    """(x0, y0, x1, y1): the pixels of the ``size`` x ``size`` crop of the square (cx, cy, side)
+    whose centres fall inside the frame of (width, height)."""
+    cx, cy, side = (float(v) for v in square)
+    s = size / max(side, 1e-6)
+    (x0, x1), (y0, y1) = (_pixels_within(s * (side / 2.0 - c), s * (n + side / 2.0 - c), size)
+                          for c, n in ((cx, frame_size[0]), (cy, frame_size[1])))
+    return x0, y0, x1, y1
+
+
+def crop_square(image: np.ndarray, square, size: int, pad_mode: str = DEFAULT_PAD_MODE) -> np.ndarray:
     """The square (cx, cy, side) of ``image`` resampled to ``size`` x ``size`` pixels in one
-    bilinear warp (sub-pixel position; edge pixels repeated where the square leaves the image)."""
+    bilinear warp (sub-pixel position); where the square leaves the image, the crop is filled by
+    ``pad_mode`` (:func:`partdisc_core.facecrop.fill_outside`)."""
     import cv2
 
     cx, cy, side = (float(v) for v in square)
@@ -46,18 +69,21 @@ def crop_square(image: np.ndarray, square, size: int) -> np.ndarray:
     x0, y0 = cx - side / 2.0, cy - side / 2.0
     # pixel index i covers [i, i + 1): output index u = s * (x + 0.5 - x0) - 0.5 for input index x
     matrix = np.array([[s, 0.0, s * (0.5 - x0) - 0.5], [0.0, s, s * (0.5 - y0) - 0.5]], np.float64)
-    return cv2.warpAffine(image, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    crop = cv2.warpAffine(image, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return fill_outside(crop, square_valid_box(square, image.shape[1::-1], size), pad_mode)
 
 
 @dataclass
 class TrackedView:
     """One frame's crop: ``image`` (size, size, 3) uint8, the ``square`` (cx, cy, side) it was cut
-    from in frame pixels, whether a face was detected in this frame, and a sentence on it."""
+    from in frame pixels, whether a face was detected in this frame, a sentence on it, and
+    ``valid_box`` (x0, y0, x1, y1): the frame's own pixels of ``image`` (the rest is fill)."""
 
     image: np.ndarray
     square: np.ndarray
     found: bool
     message: str
+    valid_box: tuple[int, int, int, int] | None = None
 
 
 class FaceTracker:
@@ -121,7 +147,10 @@ class FaceTracker:
             message = "Face lost: holding the last position."
         else:
             message = NO_FACE_MESSAGE
-        return TrackedView(crop_square(img, square, size), square.copy(), found, message)
+        square = fit_square(square, (w, h))  # the state keeps following the face; the crop stays inside
+        return TrackedView(crop_square(img, square, size), square, found, message,
+                           square_valid_box(square, (w, h), size))
 
 
-__all__ = ["DETECT_SIDE", "FaceTracker", "TrackedView", "crop_square", "smooth_square"]
+__all__ = ["DETECT_SIDE", "FaceTracker", "TrackedView", "crop_square", "fit_square", "smooth_square",
+           "square_valid_box"]

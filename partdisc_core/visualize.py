@@ -1,31 +1,45 @@
-"""One image in, one picture out: the image, its part overlay with a legend, each part's soft map
-and each part token's attention map.
+"""One image in, one picture out: the image and its part overlay side by side (with the landmarks
+predicted from the parts as white dots, when the checkpoint has ``landmarks.json``), the colour legend
+(with the part names, when it has ``part_names.json``), then each part's soft map V and each part
+token's attention map, side by side: the Discover tab of the demo in one picture.
 
     python -m partdisc_core.visualize face.jpg --out parts.png [--checkpoint PATH] [--crop]
 """
 from __future__ import annotations
 
 import argparse
+import math
 
 import numpy as np
 
 from .checkpoint import load_model
-from .inputs import read_image
+from .demo import landmark_dots
+from .inputs import read_image, resize
+from .partnames import names_of, part_labels
 from .viz import legend_image, map_grid, overlay_masks, save_png, side_by_side, stack_rows
 
+MAP_ROWS = 3
+"""The soft maps and the attention maps are each laid out in this many rows."""
+PAD = 4
 
-def visualize(model, image: np.ndarray, opacity: float = 0.55) -> np.ndarray:
-    """A (H, W, 3) uint8 figure for one (H, W, 3) image."""
+
+def visualize(model, image: np.ndarray, opacity: float = 0.55, tile: int = 96) -> np.ndarray:
+    """A (H, W, 3) uint8 figure for one (H, W, 3) uint8 image: the top row (image, overlay) as wide as
+    the two map grids below it, ``tile`` pixels a map."""
     k = model.cfg.num_parts
     pred = model.predict(image, output_size="input")
-    masks = pred.masks[0].cpu().numpy()
-    overlay = overlay_masks(image, masks, opacity=opacity)
-    top = side_by_side([image, overlay])
-    titles = [f"part {i + 1}" for i in range(k)] + ["background"]
-    soft = map_grid(masks, size=96, titles=titles, columns=k + 1, has_background=True)
-    attention = map_grid(pred.attention[0].cpu().numpy(), size=96, titles=titles, columns=k + 1,
-                         has_background=True)
-    return stack_rows([top, legend_image(k), soft, attention])
+    masks = pred.masks[0].float().cpu().numpy()
+    labels = part_labels(k, names_of(model))
+    grids = dict(size=tile, titles=labels + ["background"], columns=math.ceil((k + 1) / MAP_ROWS),
+                 has_background=True)
+    maps = side_by_side([map_grid(masks, normalize=None, **grids),
+                         map_grid(pred.attention[0].float().cpu().numpy(), cmap="inferno", **grids)], pad=PAD)
+    h, w = image.shape[:2]
+    height = max(1, round((maps.shape[1] - 3 * PAD) * h / (2 * w)))  # the two pictures fill the maps' width
+    shown = resize(image, (max(1, round(height * w / h)), height))
+    overlay = landmark_dots(model, overlay_masks(shown, masks, opacity=opacity), masks)
+    top = side_by_side([shown, overlay], pad=PAD)
+    return stack_rows([top, legend_image(k, names=labels, max_width=top.shape[1]), maps])
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -34,6 +34,7 @@ __all__ = [
     "side_by_side",
     "stack_rows",
     "titled_grid",
+    "fit_text",
     "with_legend",
     "draw_points",
     "pad_top",
@@ -106,6 +107,25 @@ def _font(size: int):
 def _text_size(draw: ImageDraw.ImageDraw, text: str, font) -> tuple:
     x0, y0, x1, y1 = draw.textbbox((0, 0), text, font=font)
     return x1 - x0, y1 - y0, x0, y0
+
+
+def fit_text(draw: ImageDraw.ImageDraw, text: str, width: int, size: int, min_size: int = 8) -> tuple:
+    """``text`` made to fit ``width`` pixels: the font shrunk from ``size`` down to ``min_size``
+    first, then the text cut short with an ellipsis. Returns (text, font, (w, h, x0, y0)) with the
+    drawn text's size and offset as :func:`_text_size` gives them."""
+    size, min_size = max(6, int(size)), max(6, min(int(min_size), int(size)))
+    font = _font(size)
+    box = _text_size(draw, text, font)
+    while box[0] > width and size > min_size:
+        size -= 1
+        font = _font(size)
+        box = _text_size(draw, text, font)
+    cut = text
+    while box[0] > width and cut:
+        cut = cut[:-1].rstrip(" ,.;:(")
+        text = cut + "\u2026"
+        box = _text_size(draw, text, font)
+    return text, font, box
 
 
 # --------------------------------------------------------------------------
@@ -340,21 +360,11 @@ def map_grid(
     if th:
         pil = Image.fromarray(canvas)
         draw = ImageDraw.Draw(pil)
-        font = _font(max(6, th - 3))
         for i, text in enumerate(titles):
             r, c = divmod(i, columns)
             x0 = pad + c * (cell_w + pad)
             y0 = pad + r * (cell_h + pad)
-            text = str(text)
-            f, fs = font, max(6, th - 3)
-            tw, tth, ox, oy = _text_size(draw, text, f)
-            while tw > cell_w and fs > 7:  # long title: smaller font first
-                fs -= 1
-                f = _font(fs)
-                tw, tth, ox, oy = _text_size(draw, text, f)
-            while tw > cell_w and len(text) > 1:  # ... then truncate
-                text = text.rstrip(".")[:-1] + "."
-                tw, tth, ox, oy = _text_size(draw, text, f)
+            text, f, (tw, tth, ox, oy) = fit_text(draw, str(text), cell_w, th - 3, min_size=7)
             draw.text((x0 + (cell_w - tw) // 2 - ox, y0 + (th - tth) // 2 - oy), text,
                       fill=(0, 0, 0), font=f)
         canvas = np.asarray(pil)
@@ -438,17 +448,18 @@ def pad_top(image, pad: int = 28, pad_value: int = 255) -> np.ndarray:
 
 def titled_grid(rows, titles, cell: int = 192, pad: int = 6, title_height: int = 20) -> np.ndarray:
     """Tile images in rows, each resized to ``cell`` x ``cell`` with its title centred above it;
-    ``titles`` has the shape of ``rows``."""
+    ``titles`` has the shape of ``rows``. A title wider than its cell is set smaller, then cut
+    short with an ellipsis (:func:`fit_text`): it never runs into its neighbours."""
     ncols = max(len(r) for r in rows)
     canvas = Image.new("RGB", (pad + ncols * (cell + pad), pad + len(rows) * (title_height + cell + pad)),
                        (255, 255, 255))
     draw = ImageDraw.Draw(canvas)
-    font = _font(title_height - 6)
     for r, (images, names) in enumerate(zip(rows, titles)):
         y = pad + r * (title_height + cell + pad)
         for c, (img, name) in enumerate(zip(images, names)):
             x = pad + c * (cell + pad)
-            tw, th, ox, oy = _text_size(draw, name, font)
+            name, font, (tw, th, ox, oy) = fit_text(draw, str(name), cell, title_height - 6,
+                                                    min_size=title_height * 2 // 3 - 3)
             draw.text((x + (cell - tw) // 2 - ox, y + (title_height - th) // 2 - oy), name, fill=(0, 0, 0), font=font)
             canvas.paste(Image.fromarray(resize(_as_image_uint8(img), (cell, cell))), (x, y + title_height))
     return np.asarray(canvas)

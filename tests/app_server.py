@@ -27,6 +27,12 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 LOOPBACK = "127.0.0.1"
+CHROMIUM = os.environ.get("PARTDISC_CHROMIUM", "/usr/bin/chromium")
+"""The browser the browser tests and ``scripts/screenshot_tabs.py`` drive (Debian's; never downloaded)."""
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run",
+                 # a fake camera that needs no permission prompt (it films the file given by the tests)
+                 "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"]
 K = 4
 """Parts of the tiny test model."""
 TINY_SERVER_MODEL = dict(num_parts=K)

@@ -74,11 +74,8 @@ def server(tmp_path_factory):
 
 
 # --- the browser -------------------------------------------------------------------------------------
-CHROMIUM = os.environ.get("PARTDISC_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run",
-                 # a fake camera that needs no permission prompt (it films the file given below)
-                 "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"]
+from app_server import CHROMIUM, CHROMIUM_ARGS  # noqa: E402  (shared with scripts/screenshot_tabs.py)
+
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 """Screenshots of the browser tests (git-ignored)."""
 
@@ -136,14 +133,22 @@ def page(server, camera_clip):
         yield pg
 
 
-def wait_for_image(page, elem_id: str, previous: str | None = None) -> str:
-    """Wait until the output image component shows a loaded picture (different from `previous`)."""
-    img = page.locator(f"#{elem_id} img").first
-    page.wait_for_function(
+def loaded_image(page, elem_id: str, previous: str | None = None) -> dict:
+    """Wait until the output image component shows a loaded picture (different from `previous`) and
+    return its ``src``, ``width`` and ``height`` (natural size), read in the same step: an answer
+    that replaces the picture a moment later (an upload and a click both answer) cannot slip in
+    between, so a size is never read off a picture that is still loading."""
+    return page.wait_for_function(
         """([id, prev]) => { const im = document.querySelector('#' + id + ' img');
-            return im && im.complete && im.naturalWidth > 0 && im.src !== prev; }""",
-        arg=[elem_id, previous])
-    return img.get_attribute("src")
+            return im && im.complete && im.naturalWidth > 0 && im.src !== prev
+                && {src: im.src, width: im.naturalWidth, height: im.naturalHeight}; }""",
+        arg=[elem_id, previous]).json_value()
+
+
+def wait_for_image(page, elem_id: str, previous: str | None = None) -> str:
+    """Wait until the output image component shows a loaded picture (different from `previous`);
+    its src (:func:`loaded_image`)."""
+    return loaded_image(page, elem_id, previous)["src"]
 
 
 def shot(page, name: str, settle: bool = True) -> Path:

@@ -19,7 +19,7 @@ from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 
 from app_server import K, noisy_copies, portrait_files  # noqa: E402
-from partdisc_core.demo import DISPLAY_SIDE, GRID_COLUMNS, SWAP_CELL, TILE  # noqa: E402
+from partdisc_core.demo import DISPLAY_SIDE, GRID_COLUMNS, GRID_TOP_PAD, SWAP_CELL, TILE  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -45,9 +45,10 @@ def swap(client, a, b, parts, crop=True):
 
 
 def swap_cells(grid: np.ndarray) -> list[list[np.ndarray]]:
-    """The 2 x 3 cells of the swap grid (pad 6, title 20, cell SWAP_CELL)."""
+    """The 2 x 3 cells of the swap grid (the viewer's margin GRID_TOP_PAD, pad 6, title 20, cell SWAP_CELL)."""
     pad, title = 6, 20
-    return [[grid[pad + r * (title + SWAP_CELL + pad) + title:][:SWAP_CELL, pad + c * (SWAP_CELL + pad):][:, :SWAP_CELL]
+    top = GRID_TOP_PAD + pad
+    return [[grid[top + r * (title + SWAP_CELL + pad) + title:][:SWAP_CELL, pad + c * (SWAP_CELL + pad):][:, :SWAP_CELL]
              for c in range(3)] for r in range(2)]
 
 
@@ -99,7 +100,7 @@ def test_swap(client, photos):
     grid, status = swap(client, a, b, [1, 2])
     assert "Exchanged parts 1, 2" in status
     cells = swap_cells(grid)
-    assert grid.shape[0] == 6 + 2 * (20 + SWAP_CELL + 6)
+    assert grid.shape[0] == GRID_TOP_PAD + 6 + 2 * (20 + SWAP_CELL + 6)
     # the swapped reconstruction differs from the plain one
     assert np.abs(cells[0][1].astype(int) - cells[0][2]).mean() > 0.5
     assert np.abs(cells[1][1].astype(int) - cells[1][2]).mean() > 0.5

@@ -167,7 +167,8 @@ def test_swap_grid_status_and_errors(eval_model, photo, tmp_path):
     k = eval_model.num_parts
     out = app.swap(photo, other)
     assert out.parts == list(range(1, k + 1)) and "Exchanged all parts" in out.status
-    assert out.grid.shape == (6 + 2 * (20 + demo.SWAP_CELL + 6), 6 + 3 * (demo.SWAP_CELL + 6), 3)
+    assert out.grid.shape == (demo.GRID_TOP_PAD + 6 + 2 * (20 + demo.SWAP_CELL + 6), 6 + 3 * (demo.SWAP_CELL + 6), 3)
+    assert (out.grid[:demo.GRID_TOP_PAD] == 255).all()  # room for the viewer's label and buttons above the titles
     none = app.swap(photo, other, parts=[])
     assert "No parts chosen" in none.status and "Exchanged no parts" in none.status
     assert "Exchanged part 2;" in app.swap(photo, other, parts="2").status
@@ -213,3 +214,39 @@ def test_write_examples(tmp_path):
         assert im.size == (512, 600)
     mtimes = {n: p.stat().st_mtime_ns for n, p in out.items()}
     assert {n: p.stat().st_mtime_ns for n, p in demo.write_examples(tmp_path).items()} == mtimes  # kept
+
+
+def test_visualize_is_compact_with_names_and_landmark_dots(eval_model, monkeypatch):
+    """``python -m partdisc_core.visualize``: the image and its overlay fill the width of the two map
+    grids below them (the top row was a small pair beside a wide empty band), the legend carries the
+    part names, and the landmarks are drawn as dots, as in the Discover tab."""
+    from partdisc_core import visualize
+    from partdisc_core.keypoints import PartLandmarks
+    from partdisc_core.metrics import LandmarkRegressor
+    from partdisc_core.partnames import PartNames
+
+    k, frame = eval_model.num_parts, eval_model.cfg.input_size
+    image = resize(portrait("astronaut"), (96, 80))
+    plain = visualize.visualize(eval_model, image)
+    ink = np.flatnonzero((plain[:40] < 250).any(axis=(0, 2)))                # the top row's columns
+    assert ink.max() - ink.min() > 0.9 * plain.shape[1]
+
+    legends = []
+    monkeypatch.setattr(visualize, "legend_image", lambda *a, **kw: legends.append(kw["names"]) or
+                        viz.legend_image(*a, **kw))
+    weights = np.zeros((2 * k + 1, 2))
+    weights[-1] = (frame / 2, frame / 2)                                     # one landmark, in the middle
+    try:
+        eval_model.part_names = PartNames(tuple(f"region {i}" for i in range(1, k + 1)), k)
+        eval_model.landmarks = PartLandmarks(LandmarkRegressor(weights, 1), ("middle",), k, frame)
+        shown = visualize.visualize(eval_model, image)
+    finally:
+        eval_model.part_names = eval_model.landmarks = None
+    assert legends == [[f"{i} · region {i}" for i in range(1, k + 1)]]
+    height = round((plain.shape[1] - 3 * visualize.PAD) * 80 / (2 * 96))    # the top row's pictures
+    top = slice(0, height + 2 * visualize.PAD)
+    assert shown.shape[1] == plain.shape[1] and shown.shape[0] > plain.shape[0]  # longer labels: more legend lines
+    changed = np.argwhere((shown[top] != plain[top]).any(axis=2))            # only the dot on the overlay
+    width = round(height * 96 / 80)
+    centre = np.array([visualize.PAD + height / 2, 2 * visualize.PAD + width * 1.5])
+    assert len(changed) and np.abs(changed - centre).max() < height / 10

@@ -5,6 +5,7 @@ clear message, and the next call still works), and the live stream's settings.""
 from __future__ import annotations
 
 import csv
+import inspect
 import io
 import sys
 import zipfile
@@ -25,13 +26,14 @@ from gradio_client.exceptions import AppError  # noqa: E402
 
 from app_server import K, encode_clip, noisy_copies, portrait_files  # noqa: E402
 from partdisc_core import demo_tabs  # noqa: E402
-from partdisc_core.demo import SWAP_CELL  # noqa: E402
+from partdisc_core.demo import GRID_TOP_PAD, SWAP_CELL  # noqa: E402
 from partdisc_core.labelmaps import centroid_header  # noqa: E402
 from partdisc_core.media import MAX_VIDEO_SECONDS, write_gif, write_mp4  # noqa: E402
 from partdisc_core.result_files import ResultFiles  # noqa: E402
 
 PAD, TITLE = 6, 20
-"""``viz.titled_grid``'s margins: the swap and morph pictures are grids of titled cells."""
+"""``viz.titled_grid``'s margins: the swap and morph pictures are grids of titled cells, below a
+``GRID_TOP_PAD`` margin for the image viewer's label and buttons."""
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +90,7 @@ def picture(path) -> np.ndarray:
 
 def cell(grid: np.ndarray, row: int, col: int, side: int) -> np.ndarray:
     """One cell of a ``titled_grid`` picture."""
-    y, x = PAD + row * (TITLE + side + PAD) + TITLE, PAD + col * (side + PAD)
+    y, x = GRID_TOP_PAD + PAD + row * (TITLE + side + PAD) + TITLE, PAD + col * (side + PAD)
     return grid[y:y + side, x:x + side]
 
 
@@ -180,7 +182,7 @@ def test_video_overlays_every_frame_and_tracks_the_parts(client, clips):
     assert Path(out).suffix == ".mp4" and codec == "h264" and pix_fmt == "yuv420p"   # plays in Chromium
     assert len(frames) == 10 and fps == pytest.approx(10)
     assert all(f.shape == (demo_tabs.LIVE_SIDE, demo_tabs.LIVE_SIDE, 3) for f in frames)
-    assert "10 frames" in status and "Face found in 10 of 10 frames" in status
+    assert "10 frames" in status and "Face found in all 10 frames" in status
     rows = read_csv(tracks)
     assert list(rows[0]) == ["frame", "time_s"] + centroid_header(K)[1:]
     assert [int(r["frame"]) for r in rows] == list(range(10))
@@ -200,7 +202,7 @@ def test_video_without_crop_and_other_containers(client, clips):
     out, tracks, status = video(client, clips["webm"])
     assert len(decode(out)[0]) == 6 and len(read_csv(tracks)) == 6 and "vp8" in status
     out, tracks, status = video(client, clips["gif"])
-    assert len(decode(out)[0]) == 3 and "Face found in 0 of 3" in status
+    assert len(decode(out)[0]) == 3 and "No face found in any of the 3 frames" in status
 
 
 @pytest.mark.parametrize("name, message", [
@@ -232,7 +234,7 @@ def test_gallery_grid_zip_and_centroids(client, photos, tmp_path):
     side = demo_tabs.GALLERY_CELL
     cols = demo_tabs.GALLERY_COLUMNS
     assert grid.shape[1] == PAD + cols * (side + PAD)                          # 4 columns
-    assert grid.shape[0] > PAD + 2 * (TITLE + side + PAD)                       # 2 rows and the legend
+    assert grid.shape[0] > GRID_TOP_PAD + PAD + 2 * (TITLE + side + PAD)        # 2 rows and the legend
     with zipfile.ZipFile(archive) as zf:
         assert set(zf.namelist()) == ({f"{n}.png" for n in names} | {f"images/{n}.png" for n in names}
                                       | {"centroids.csv"})
@@ -272,7 +274,7 @@ def test_morph_ends_are_the_reconstruction_and_the_swap(client, photos):
     half, _, _ = morph(client, a, b, [1, 2], 0.5)
     assert "parts 1, 2 moved 100%" in status and "moved 0%" in status0
     side = demo_tabs.MORPH_CELL
-    assert SWAP_CELL == side and one.shape == (PAD + TITLE + side + PAD, PAD + 3 * (side + PAD), 3)
+    assert SWAP_CELL == side and one.shape == (GRID_TOP_PAD + PAD + TITLE + side + PAD, PAD + 3 * (side + PAD), 3)
     # t = 1: the swap's "A + parts of B"; t = 0: its plain "A reconstructed"
     assert np.abs(cell(one, 0, 1, side).astype(int) - cell(swapped, 0, 2, side)).mean() < 1.0
     assert np.abs(cell(zero, 0, 1, side).astype(int) - cell(swapped, 0, 1, side)).mean() < 1.0
@@ -287,8 +289,8 @@ def test_morph_ends_are_the_reconstruction_and_the_swap(client, photos):
         for i in range(gif.n_frames):
             gif.seek(i)
             frames.append(np.asarray(gif.convert("RGB"), dtype=int))
-    first, last = frames[0], frames[demo_tabs.MORPH_STEPS - 1]
-    assert first.shape == (side, side, 3)
+    assert frames[0].shape == (GRID_TOP_PAD + side, side, 3) and (frames[0][:GRID_TOP_PAD] == 255).all()
+    first, last = frames[0][GRID_TOP_PAD:], frames[demo_tabs.MORPH_STEPS - 1][GRID_TOP_PAD:]  # below the margin
     ends = cell(zero, 0, 1, side), cell(one, 0, 1, side)
     distance = [[np.abs(f - e).mean() for e in ends] for f in (first, last)]   # GIF palettes: ~3 levels off
     assert distance[0][0] < 4 and distance[1][1] < 4
@@ -351,5 +353,74 @@ def test_live_answers_are_jpegs_of_their_own(tmp_path):
         assert paths[0] != paths[1] and all(p.endswith("overlay.jpg") for p in paths)
         with Image.open(paths[0]) as im:
             assert im.format == "JPEG" and np.abs(np.asarray(im, dtype=int) - image).max() <= 2
+    finally:
+        results.close()
+
+
+# --- one message per problem ---------------------------------------------------------------------------
+def load_app():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("partdisc_app", ROOT / "app.py")
+    app = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(app)
+    return app
+
+
+def test_the_browser_is_told_each_problem_once_and_the_api_every_time(monkeypatch, photos):
+    """Uploading a picture runs the tab, and pressing its button runs it again on the same file: the
+    page's events share a Told, so a problem pops up once (a repeated error becomes the status) until
+    other files arrive; the API endpoints call the handler itself, so every call gets its error."""
+    import gradio as gr
+
+    app = load_app()
+    shown = []
+    monkeypatch.setattr(gr, "Warning", lambda message, *a, **kw: shown.append(message))
+    good, bad, other = str(photos["astronaut"]), str(photos["not_an_image"]), str(photos["grace_hopper"])
+
+    def handler(image, crop=True):
+        if image == bad:
+            raise gr.Error("This file is not an image that can be read.", print_exception=False)
+        app.warn("No face found: using the centre of the image")
+        return "picture", f"status of {Path(image).name}"
+
+    page, told = app.once_per_problem(handler, outputs=2), app.Told()
+    assert page(good, True, told) == ("picture", "status of astronaut.png")     # upload: shown
+    assert page(good, False, told) == ("picture", "status of astronaut.png")    # button / option: not again
+    assert shown == ["No face found: using the centre of the image"]
+    with pytest.raises(gr.Error, match="not an image"):                          # upload: the error pops up
+        page(bad, True, told)
+    for _ in range(2):                                                           # button: the status says it
+        assert page(bad, True, told) == (None, "This file is not an image that can be read.")
+    page(other, True, told)                                                      # another file: told again
+    page(good, True, told)                                                       # ... and back: again
+    page(good, True, app.Told())                                                 # another session: told
+    assert len(shown) == 4
+    for _ in range(2):                                                           # the API: every time
+        with pytest.raises(gr.Error, match="not an image"):
+            handler(bad)
+        handler(good)
+    assert len(shown) == 6
+    assert list(inspect.signature(page).parameters) == ["image", "crop", "told"]
+
+
+def test_the_endpoints_have_no_trigger_and_the_page_runs_them_with_its_told(eval_model, tmp_path):
+    import gradio as gr
+
+    app = load_app()
+    results = ResultFiles(tmp_path / "results")
+    try:
+        blocks = app.build_demo(eval_model, {}, results=results)
+        fns = list(blocks.fns.values())
+        public = {fn.api_name: fn for fn in fns if fn.api_visibility == "public"}
+        assert set(public) == {"discover", "swap", "frame", "video", "gallery", "morph"}
+        assert all(not fn.targets for fn in public.values())                     # API only: no button fires them
+        page = [fn for fn in fns if fn.api_visibility == "private" and fn.connection != "stream"]
+        assert {fn.api_name.split("_")[0] for fn in page if ("click" in [t[1] for t in fn.targets])} >= {
+            "discover", "swap", "frame", "video", "gallery", "morph"}
+        for fn in page:                                                           # each with its tab's Told last
+            assert isinstance(fn.inputs[-1], gr.State)
+            assert isinstance(fn.inputs[-1].value, app.Told)
+            assert fn.concurrency_id == "model"
     finally:
         results.close()

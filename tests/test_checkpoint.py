@@ -223,14 +223,17 @@ def fake_hub_cache(tmp_path, monkeypatch):
 
 
 def test_load_from_the_hub_cache_offline(fake_hub_cache):
+    from partdisc_core.partnames import PartNames
+
     model = tiny_model(seed=5).eval()
+    model.part_names = PartNames(("nose", "mouth", "left eye", "right eye"), model.cfg.num_parts)
     commit = "0123456789abcdef0123456789abcdef01234567"
     repo = fake_hub_cache / "models--owner--name"
     save_model(model, repo / "snapshots" / commit, dtype=None)
     (repo / "refs").mkdir()
     (repo / "refs" / "main").write_text(commit)
     loaded = load_model("owner/name")
-    assert loaded.cfg == model.cfg
+    assert loaded.cfg == model.cfg and loaded.part_names == model.part_names  # part_names.json comes along
     for k, v in model.state_dict().items():
         assert torch.equal(loaded.state_dict()[k], v), k
 

@@ -160,7 +160,7 @@ def test_video_overlays_every_frame_and_tracks_parts(model, tmp_path, results):
     r = demo_tabs.video(model, clip, results.request(), progress=lambda f, d: calls.append(f))
     assert r.frames == 10 and r.clip_seconds == pytest.approx(1.0)
     assert calls[-1] == pytest.approx(1.0) and calls == sorted(calls)
-    assert "Face found in 10 of 10 frames" in r.status and "s per second of video" in r.status
+    assert "Face found in all 10 frames" in r.status and "s per second of video" in r.status
     with av.open(r.video_path) as c:
         s = c.streams.video[0]
         assert s.codec_context.name == "h264" and s.codec_context.pix_fmt == "yuv420p"
@@ -210,7 +210,17 @@ def test_video_bad_inputs(model, tmp_path, results, photos):
         demo_tabs.video(model, long_clip, results.request(), max_seconds=5)
     gif = write_gif([np.full((64, 64, 3), 100 + 20 * i, np.uint8) for i in range(3)], tmp_path / "flat.gif", fps=5)
     r = demo_tabs.video(model, gif, results.request())
-    assert r.frames == 3 and "Face found in 0 of 3" in r.status
+    assert r.frames == 3 and "No face found in any of the 3 frames: the centre of each frame was used" in r.status
+    assert "Face found in" not in r.status and "follows it" not in r.status  # the words agree with the count
+
+
+@pytest.mark.parametrize("found, frames, words", [
+    (0, 45, "No face found in any of the 45 frames: the centre of each frame was used"),
+    (45, 45, "Face found in all 45 frames; the crop follows it smoothly."),
+    (3, 45, "Face found in 3 of 45 frames; the crop follows it smoothly, holds still where it is lost"),
+])
+def test_video_status_says_what_following_the_face_did(found, frames, words):
+    assert demo_tabs.face_sentence(found, frames).startswith(words)
 
 
 def test_gallery_grid_and_zip_in_the_export_format(model, photos, results):
@@ -257,7 +267,8 @@ def test_morph_tab_at_one_equals_the_swap(model, photos, results):
     swapped = to_uint8(direct.swapped_a[0])
     assert np.abs(r.frames[-1].astype(int) - swapped).max() <= 1       # the strip ends at the swap
     cell = demo_tabs.MORPH_CELL                                          # the middle picture is the swap too
-    middle = r.picture[26:26 + cell, 12 + cell:12 + 2 * cell]
+    top = demo.GRID_TOP_PAD + 26                                         # the viewer's margin, the edge, the title
+    middle = r.picture[top:top + cell, 12 + cell:12 + 2 * cell]
     expected = np.asarray(Image.fromarray(swapped).resize((cell, cell), Image.BICUBIC))
     assert np.abs(middle.astype(int) - expected).mean() < 2
     with Image.open(r.strip_path) as gif:
@@ -266,6 +277,45 @@ def test_morph_tab_at_one_equals_the_swap(model, photos, results):
     recon = to_uint8(model.reconstruct(view_a.image)[0])
     assert np.abs(r0.frames[0].astype(int) - recon).max() <= 1
     assert not np.array_equal(r0.picture, r.picture)
+
+
+def test_part_names_reach_the_csvs_titles_legends_and_statuses(photos, results, tmp_path):
+    """A model with part_names.json: the names head the CSV columns (part<k>_<name>_x), name the
+    chosen parts in the statuses and short titles, and label the legends; the gallery grid leaves
+    the viewer's margin above its first titles. Without names, the numbers stay."""
+    from partdisc_core import demo
+    from partdisc_core.partnames import PartNames
+
+    named = tiny_model(seed=5).eval()
+    named.part_names = PartNames(("left eye", "right eye", "nose", "upper lip"), 4)
+    a, b = photos["astronaut"], photos["grace_hopper"]
+    g = demo_tabs.gallery(named, [a, b], results.request())
+    with zipfile.ZipFile(g.zip_path) as zf:
+        header = zf.read("centroids.csv").decode().splitlines()[0].split(",")
+    assert header[3:7] == ["part1_left_eye_x", "part1_left_eye_y", "part2_right_eye_x", "part2_right_eye_y"]
+    assert header[-2:] == ["part4_upper_lip_x", "part4_upper_lip_y"]
+    assert header == centroid_header(4, named.part_names.names)
+    assert (g.grid[:demo.GRID_TOP_PAD] == 255).all() and (g.grid[demo.GRID_TOP_PAD:demo.GRID_TOP_PAD + 26] < 128).any()
+    v = demo_tabs.video(named, panning_clip(tmp_path / "pan.mp4", n=3), results.request())
+    with open(v.csv_path) as f:
+        assert f.readline().strip().split(",")[:6] == ["frame", "time_s", "width", "height", "part1_left_eye_x",
+                                                       "part1_left_eye_y"]
+    m = demo_tabs.morph(named, a, b, results.request(), parts=[1, 3], t=0.5)
+    assert "A rebuilt with parts 1 (left eye), 3 (nose) moved 50%" in m.status
+    s = demo.PartDiscDemo(named).swap(a, b, parts=[3])
+    assert "Exchanged part 3 (nose);" in s.status
+    assert demo.part_list([3], 4, named.part_names.names, short=True) == "nose"
+    assert demo.part_list([1, 2, 3], 4, named.part_names.names, short=True) == "3 parts"
+    assert demo.part_list([1, 2, 3, 4], 4, named.part_names.names) == "all parts"
+    assert demo.part_list([1, 3], 4) == "parts 1, 3" and centroid_header(1) == ["image", "width", "height", "part1_x",
+                                                                                 "part1_y"]
+    d = demo.PartDiscDemo(named).discover(a)
+    assert "Part names: each part is named once" in d.status and "left and right are the image's" in d.status
+    plain = demo.PartDiscDemo(tiny_model(seed=5).eval()).discover(a)
+    assert "Part names" not in plain.status
+    legend = d.overlay[plain.analysis.view.image.shape[0]:]             # below the picture: the legend differs
+    assert legend.shape != plain.overlay[plain.analysis.view.image.shape[0]:].shape or \
+        not np.array_equal(legend, plain.overlay[plain.analysis.view.image.shape[0]:])
 
 
 def test_morph_tab_bad_inputs(model, photos, results):

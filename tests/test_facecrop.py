@@ -91,22 +91,120 @@ def test_grace_hopper(grace_hopper):
     assert _contains(res.box, (fx, fy, fx + fw, fy + fh))
 
 
-def test_crop_outside_image_is_padded(grace_hopper):
-    # CelebA-like 178x218 framing makes the box taller than the image allows
-    res = facecrop.crop_to_face(grace_hopper, output_size=(178, 218), scale=2.0)
-    assert res.found
-    assert res.image.shape == (218, 178, 3)
-    x0, y0, x1, y1 = res.box
-    assert y0 < 0  # extends above the image ...
+def test_crop_outside_image_is_moved_inside_or_filled(grace_hopper):
+    # CelebA-like 178x218 framing: centred on the face, the box would leave the top of the image ...
+    out = facecrop.crop_to_face(grace_hopper, output_size=(178, 218), scale=2.0, keep_inside=False)
+    assert out.found and out.image.shape == (218, 178, 3)
+    x0, y0, x1, y1 = out.box
+    assert y0 < 0 and out.padded
     assert (y1 - y0) / (x1 - x0) == pytest.approx(218 / 178, abs=0.02)
-    # ... and the unresized crop has the full box size with replicated edges
-    raw = facecrop.crop_to_face(grace_hopper, scale=2.0)
-    rx0, ry0, rx1, ry1 = raw.box
-    assert raw.image.shape[:2] == (ry1 - ry0, rx1 - rx0)
-    if ry0 < 0:
-        np.testing.assert_array_equal(raw.image[0], raw.image[-ry0])
-    refl = facecrop.crop_to_face(grace_hopper, scale=2.0, pad_mode="reflect")
-    assert refl.image.shape == raw.image.shape
+    assert out.valid_box[1] > 0 and out.valid_box[3] == 218  # the rows above the photo are fill
+    # ... so by default it is moved down into the image instead: same size, nothing filled
+    res = facecrop.crop_to_face(grace_hopper, output_size=(178, 218), scale=2.0)
+    bx0, by0, bx1, by1 = res.box
+    assert by0 == 0 and (bx1 - bx0, by1 - by0) == (x1 - x0, y1 - y0)
+    assert not res.padded and res.valid_mask().all() and res.image.shape == (218, 178, 3)
+    # the unresized crop has the full box size, whatever the fill
+    for mode in facecrop.PAD_MODES:
+        raw = facecrop.crop_to_face(grace_hopper, scale=2.0, pad_mode=mode, keep_inside=False)
+        rx0, ry0, rx1, ry1 = raw.box
+        assert raw.image.shape[:2] == (ry1 - ry0, rx1 - rx0)
+        vx0, vy0, vx1, vy1 = raw.valid_box
+        np.testing.assert_array_equal(raw.image[vy0:vy1, vx0:vx1],
+                                      grace_hopper[max(ry0, 0):ry1, max(rx0, 0):rx1][:vy1 - vy0, :vx1 - vx0])
+    with pytest.raises(ValueError, match="pad_mode"):
+        facecrop.crop_to_face(grace_hopper, pad_mode="wrap")
+
+
+def test_crop_moves_inside_the_photo_when_it_fits(astronaut):
+    photo = astronaut[:, 150:]  # the face near the photo's left edge
+    centred = facecrop.crop_to_face(photo, keep_inside=False)
+    assert centred.box[0] < 0  # centred on the face, the square would leave the photo ...
+    res = facecrop.crop_to_face(photo)
+    x0, y0, x1, y1 = res.box
+    cx0, cy0, cx1, cy1 = centred.box
+    assert res.found and x0 == 0 and (y0, x1 - x0, y1 - y0) == (cy0, cx1 - cx0, cy1 - cy0)  # ... it moves right
+    assert not res.padded and res.valid_mask().all()
+    np.testing.assert_array_equal(res.image, photo[y0:y1, x0:x1])
+    fx, fy, fw, fh = res.face_box
+    assert _contains(res.box, (fx, fy, fx + fw, fy + fh))  # the whole face stays in it
+
+
+def test_fit_box():
+    assert facecrop.fit_box((-10, 5, 30, 45), 50, 40) == (0, 0, 40, 40)     # fits: moved inside
+    assert facecrop.fit_box((30, -3, 70, 37), 50, 40) == (10, 0, 50, 40)
+    assert facecrop.fit_box((5, 5, 25, 25), 50, 40) == (5, 5, 25, 25)       # inside: unchanged
+    # longer than the image: it covers the image's whole extent, as near to where it was as it can
+    assert facecrop.fit_box((-30, -10, 40, 60), 50, 40) == (-20, -10, 50, 60)
+    assert facecrop.fit_box((5, -40, 75, 30), 50, 40) == (0, -30, 70, 40)
+    assert facecrop.fit_box((-2.5, 1.0, 37.5, 41.0), 50, 40) == pytest.approx((0.0, 0.0, 40.0, 40.0))
+
+
+def _photo_with_a_loud_edge(astronaut, side: str):
+    """A photo narrower than the face crop, its edge column on `side` random colours."""
+    photo = astronaut[30:230, 160:290].copy()  # 130 px wide; the framing square is ~170 px
+    column = 0 if side == "left" else -1
+    photo[:, column] = np.random.default_rng(0).integers(0, 256, (photo.shape[0], 3))
+    return photo, photo[:, column].astype(float)
+
+
+@pytest.mark.parametrize("side", ["left", "right"])
+def test_crop_larger_than_the_photo_is_filled_without_stripes(astronaut, side):
+    photo, edge = _photo_with_a_loud_edge(astronaut, side)
+    res = facecrop.crop_to_face(photo)
+    assert res.found and res.padded
+    x0, y0, x1, y1 = res.box
+    assert x0 < 0 and x1 > photo.shape[1] and 0 <= y0 and y1 <= photo.shape[0]  # filled left and right only
+    vx0, vy0, vx1, vy1 = res.valid_box
+    assert (vx0, vy0, vx1, vy1) == (-x0, 0, photo.shape[1] - x0, y1 - y0)
+    np.testing.assert_array_equal(res.image[:, vx0:vx1], photo[y0:y1])
+    fill = res.image[:, :vx0] if side == "left" else res.image[:, vx1:]
+    assert fill.shape[1] >= 5
+    # no column of the fill repeats the edge column (replicating would copy it into every one)
+    diff = np.abs(fill.astype(float) - edge[y0:y1, None]).mean(axis=(0, 2))
+    assert diff.min() > 30
+    smeared = facecrop.crop_to_face(photo, pad_mode="edge")  # the old fill: the edge smeared out
+    stripes = smeared.image[:, :vx0] if side == "left" else smeared.image[:, vx1:]
+    assert np.abs(stripes.astype(float) - edge[y0:y1, None]).max() == 0
+    # the valid box follows a resize
+    small = facecrop.crop_to_face(photo, output_size=64)
+    s = 64 / (x1 - x0)
+    assert small.valid_box[0] == pytest.approx(vx0 * s, abs=1) and small.valid_box[2] == pytest.approx(vx1 * s, abs=1)
+    assert small.valid_mask().shape == (64, 64) and small.valid_mask().sum() == np.prod(np.subtract(
+        small.valid_box[2:], small.valid_box[:2]))
+
+
+def test_fill_outside_modes():
+    rng = np.random.default_rng(3)
+    crop = rng.integers(0, 256, (30, 40, 3), dtype=np.uint8)
+    box = (10, 4, 31, 30)
+    inside = facecrop.box_mask(box, (40, 30))
+    assert inside.sum() == 21 * 26 and inside[4, 10] and not inside[4, 31] and not inside[3, 10]
+    outs = {m: facecrop.fill_outside(crop, box, m) for m in facecrop.PAD_MODES}
+    for mode, out in outs.items():
+        assert out.shape == crop.shape and out.dtype == np.uint8, mode
+        np.testing.assert_array_equal(out[inside], crop[inside])
+    np.testing.assert_array_equal(outs["edge"], np.pad(crop[4:30, 10:31], ((4, 0), (10, 9), (0, 0)), mode="edge"))
+    assert (outs["grey"][~inside] == facecrop.GREY).all() and (outs["black"][~inside] == 0).all()
+    mean = crop[inside].mean(0)
+    assert np.abs(outs["mean"][~inside] - mean).max() <= 0.5
+    np.testing.assert_array_equal(outs["reflect"][4:30, 9], crop[4:30, 11])  # mirrored about the border
+    assert outs["blur"][~inside].astype(float).std(0).max() < crop[inside].std(0).min()  # smooth, no detail
+    assert facecrop.fill_outside(crop, (0, 0, 40, 30), "grey") is crop  # nothing outside
+    for mode in ("reflect", "blur"):  # a one-pixel-wide inside: nothing to mirror, no error
+        out = facecrop.fill_outside(crop, (10, 4, 11, 30), mode)
+        assert out.shape == crop.shape
+    assert (facecrop.fill_outside(crop, (5, 5, 5, 5), "mean") == facecrop.GREY).all()  # empty inside
+    with pytest.raises(ValueError, match="pad_mode"):
+        facecrop.fill_outside(crop, box, "wrap")
+
+
+def test_scale_box_keeps_the_pixels_whose_centres_are_inside():
+    assert facecrop.scale_box((0, 0, 40, 30), (40, 30), (80, 60)) == (0, 0, 80, 60)
+    assert facecrop.scale_box((10, 3, 30, 30), (40, 30), (20, 15)) == (5, 1, 15, 15)
+    assert facecrop.scale_box((1, 0, 3, 3), (3, 3), (2, 2)) == (1, 0, 2, 2)  # x 0.67..2: the centre 1.5 only
+    mask = facecrop.box_mask((10, 3, 30, 30), (40, 30), (20, 15))
+    assert mask.shape == (15, 20) and mask.sum() == 10 * 14
 
 
 @pytest.mark.parametrize("kind", ["flat", "noise", "coffee"])

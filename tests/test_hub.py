@@ -79,7 +79,7 @@ def test_dry_run_of_the_shipped_model_writes_the_repository_folder(tmp_path, api
     assert api.calls == []  # nothing uploaded
     names = {p.name for p in out.iterdir()}
     assert {"model.safetensors", "config.json", "README.md", "examples.png", "train_config.json",
-            "landmarks.json"} <= names
+            "landmarks.json", "part_names.json"} <= names
     assert (out / "model.safetensors").read_bytes() == (DEFAULT_CHECKPOINT / "model.safetensors").read_bytes()
     card = (out / "README.md").read_text()
     assert card.startswith("---\n") and "license: other" in card.split("---")[1]
@@ -99,6 +99,7 @@ def test_dry_run_of_the_shipped_model_writes_the_repository_folder(tmp_path, api
     a, b = load_model(out), load_model(DEFAULT_CHECKPOINT)
     assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
     assert a.landmarks is not None and (a.landmarks.regressor.weights == b.landmarks.regressor.weights).all()
+    assert a.part_names is not None and a.part_names == b.part_names             # the names travel too
 
 
 def test_push_uploads_exactly_the_written_files(tmp_path, run_dir, api, monkeypatch):

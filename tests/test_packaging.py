@@ -120,7 +120,8 @@ def test_pip_install_gives_the_library_and_the_shipped_weights(tmp_path):
             "print(json.dumps({'file': partdisc_core.__file__, 'weights': str(DEFAULT_CHECKPOINT),\n"
             "                  'shape': list(out.masks.shape), 'sum': float(out.masks.sum(1).mean()),\n"
             "                  'card': (DEFAULT_CHECKPOINT.parent / 'README.md').is_file(),\n"
-            "                  'landmarks': load_model().landmarks is not None}))\n")
+            "                  'landmarks': load_model().landmarks is not None,\n"
+            "                  'part_names': load_model().part_names is not None}))\n")
     proc = subprocess.run([str(python), "-c", code], cwd=workdir, env=_clean_env(), capture_output=True, text=True,
                           timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -129,6 +130,7 @@ def test_pip_install_gives_the_library_and_the_shipped_weights(tmp_path):
     assert Path(info["weights"]) == Path(purelib) / "partdisc_core" / "weights" / "faces-k16"
     assert info["shape"] == [1, 17, 50, 60] and abs(info["sum"] - 1.0) < 1e-5 and info["card"]
     assert info["landmarks"]                                          # landmarks.json travels with the weights
+    assert info["part_names"]                                         # and part_names.json
     assert not (Path(purelib) / "train").exists() and not (Path(purelib) / "tests").exists()
     for script in ("partdisc-onnx", "partdisc-hub", "partdisc-visualize"):
         assert (venv / "bin" / script).is_file()

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from partdisc_core.tracking import FaceTracker, crop_square, smooth_square
+from partdisc_core.facecrop import DEFAULT_PAD_MODE
+from partdisc_core.tracking import FaceTracker, crop_square, fit_square, smooth_square, square_valid_box
 
 pytest.importorskip("cv2")
 
@@ -66,8 +67,15 @@ def test_crop_square_matches_integer_crops_and_moves_sub_pixel():
     half = crop_square(img, (80.5, 60.0, 40.0), 40).astype(float)   # half a pixel right: the mean of neighbours
     expected = (img[40:80, 60:100].astype(float) + img[40:80, 61:101]) / 2
     assert np.abs(half - expected).max() <= 1.0
-    edge = crop_square(img, (0.0, 0.0, 40.0), 20)   # leaves the image: edge pixels repeated, no error
-    assert edge.shape == (20, 20, 3) and (edge[:9, :9] == img[0, 0]).all()
+    out = crop_square(img, (0.0, 0.0, 40.0), 20)    # leaves the image: the outside is filled, no error
+    assert out.shape == (20, 20, 3)
+    assert square_valid_box((0.0, 0.0, 40.0), (160, 120), 20) == (10, 10, 20, 20)
+    means = img[:20, :20].reshape(10, 2, 10, 2, 3).astype(float).mean(axis=(1, 3))   # inside: 2x2 means
+    assert np.abs(out[10:, 10:] - means).max() <= 1.0
+    edge = crop_square(img, (0.0, 0.0, 40.0), 20, pad_mode="edge")
+    assert (edge[:10, :10] == edge[10, 10]).all()   # "edge" repeats the corner pixel ...
+    if DEFAULT_PAD_MODE != "edge":
+        assert not (out[:10, :10] == out[10, 10]).all()   # ... the default fill does not
 
 
 def test_tracker_follows_a_real_face_panning_across_the_frame():
@@ -91,3 +99,33 @@ def test_tracker_follows_a_real_face_panning_across_the_frame():
     assert -6 < (squares[-1, 0] - squares[4, 0]) / 11 < -2
     # and shakes no more than the raw detections (second differences: changes of velocity)
     assert np.abs(np.diff(squares, 2, axis=0)).mean() <= np.abs(np.diff(raw, 2, axis=0)).mean() + 1e-6
+
+
+def test_tracked_crop_stays_inside_the_frame_and_marks_the_fill(monkeypatch):
+    rng = np.random.default_rng(3)
+    img = rng.integers(0, 255, (120, 160, 3), dtype=np.uint8)
+    tracker = FaceTracker()
+    monkeypatch.setattr(tracker, "measure", lambda frame: np.array([10.0, 60.0, 80.0]))   # a face at the left edge
+    view = tracker.update(img, 80)
+    assert np.allclose(view.square, [40.0, 60.0, 80.0])          # moved right, into the frame
+    np.testing.assert_array_equal(view.image, img[20:100, 0:80])
+    assert view.valid_box == (0, 0, 80, 80)
+    assert np.allclose(tracker.square, [10.0, 60.0, 80.0])       # the state still follows the face itself
+
+    monkeypatch.setattr(tracker, "measure", lambda frame: np.array([80.0, 60.0, 150.0]))  # taller than the frame
+    tracker.reset()
+    view = tracker.update(img, 150)
+    assert np.allclose(view.square, [80.0, 60.0, 150.0]) and view.valid_box == (0, 15, 150, 135)
+    np.testing.assert_array_equal(view.image[15:135], img[:, 5:155])
+    if DEFAULT_PAD_MODE != "edge":   # the rows above the frame are fill, not copies of its top row
+        assert np.abs(view.image[:15].astype(float) - img[0, 5:155]).mean(axis=(1, 2)).min() > 30
+
+
+def test_fit_square_is_continuous():
+    frame = (160, 120)
+    assert np.allclose(fit_square((10.0, 60.0, 80.0), frame), [40.0, 60.0, 80.0])
+    assert np.allclose(fit_square((80.0, 60.0, 150.0), frame), [80.0, 60.0, 150.0])  # y: covers the frame
+    assert np.allclose(fit_square((80.0, 10.0, 150.0), frame), [80.0, 45.0, 150.0])
+    sides = np.linspace(110.0, 130.0, 41)   # across side = frame height: no jump
+    cy = np.array([fit_square((80.0, 20.0, side), frame)[1] for side in sides])
+    assert np.abs(np.diff(cy)).max() <= 0.26

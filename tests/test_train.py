@@ -904,3 +904,20 @@ def test_dense_validation_and_the_late_collapse_flag(tmp_path):
     log = tmp_path / "val.jsonl"
     log.write_text(json.dumps({"step": 1, "nmi": 70.0}) + "\n" + json.dumps({"step": 2, "nmi": 64.0}) + "\n")
     assert hooks.collapse(log, {"nmi": 61.0}) is None and hooks.collapse(log, {"nmi": 59.5}) == 10.5
+
+
+def test_views_carry_the_photos_edge_ring_and_fill_as_the_border_prior():
+    """background_ring: the prior marks the photo's own edge ring and the fill outside it, wherever the
+    zoom puts them; a grey fill is mid-grey; a tight zoom shows no edge and gives an empty prior."""
+    from partdisc_core.augment import AugmentConfig, PairedViews
+
+    x = torch.rand(2, 3, 64, 64)
+    out = PairedViews(AugmentConfig(scale=0, rotation=0, translation=0, flip=False, zoom=(0.5, 0.5),
+                                    padding="grey", background_ring=0.1), seed=0)(x, with_prior=True)
+    v1, _, p1, _ = out
+    assert p1.shape == (2, 64, 64)
+    assert float(p1[:, 0, 0].min()) == pytest.approx(1.0) and float(p1[:, 32, 32].max()) == pytest.approx(0.0)
+    assert torch.allclose(v1[:, :, 2, 2], torch.full((2, 3), 0.5), atol=1e-5)   # grey fill outside the photo
+    tight = PairedViews(AugmentConfig(scale=0, rotation=0, translation=0, flip=False, zoom=(1.5, 1.5),
+                                      background_ring=0.1), seed=0)(x, with_prior=True)
+    assert float(tight[2].max()) < 1e-6

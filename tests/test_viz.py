@@ -194,3 +194,29 @@ def test_side_by_side_and_save(tmp_path):
     p = viz.save_png(out, tmp_path / "sub" / "x.png")
     back = np.asarray(Image.open(p))
     np.testing.assert_array_equal(back, out)
+
+
+def test_titled_grid_keeps_every_title_inside_its_cell():
+    """Morph's default title ("A, parts 1, 2, ..., 16 at t = 1.00") once ran into its neighbours' titles;
+    a long title is set smaller, then cut short with an ellipsis."""
+    pad, cell, th = 6, 192, 20
+    long = "A + parts 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16 at t = 1.00"
+    img = np.full((8, 8, 3), 255, np.uint8)                     # white pictures: only titles are dark
+    grid = viz.titled_grid([[img, img, img]], [["", long, ""]], cell=cell, pad=pad, title_height=th)
+    dark = (grid[pad:pad + th] < 128).any(axis=(0, 2))           # columns with ink in the title row
+    cols = np.flatnonzero(dark)
+    assert cols.size and cols.min() >= pad + cell + pad and cols.max() < pad + 2 * (cell + pad) - pad
+    assert cols.max() - cols.min() > cell * 0.8                # shrunk and cut to the cell, not to nothing
+    short = viz.titled_grid([[img]], [["A (model input)"]], cell=cell, pad=pad, title_height=th)
+    ink = np.flatnonzero((short[pad:pad + th] < 128).any(axis=(0, 2)))
+    assert ink.max() - ink.min() < cell / 2                     # a title that fits keeps its size
+
+
+def test_fit_text_shrinks_then_ellipsizes():
+    from PIL import ImageDraw
+
+    draw = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    text, font, (w, _, _, _) = viz.fit_text(draw, "a short title", 300, 14)
+    assert text == "a short title" and font.size == 14
+    text, font, (w, _, _, _) = viz.fit_text(draw, "x" * 200, 100, 14, min_size=9)
+    assert w <= 100 and text.endswith("\u2026") and font.size == 9

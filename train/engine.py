@@ -37,9 +37,9 @@ class TrainStep(nn.Module):
         self.model = model
         self.criterion = criterion
 
-    def forward(self, view1, view2, class_ids=None, feature_views=None):
+    def forward(self, view1, view2, class_ids=None, feature_views=None, prior=None):
         out = self.model(view1, view2, class_ids, feature_views)
-        return self.criterion(out, self.model.arcface, class_ids)
+        return self.criterion(out, self.model.arcface, class_ids, prior)
 
 
 class NonFiniteLoss(RuntimeError):
@@ -65,11 +65,15 @@ def train_step(step_module: nn.Module, optimizer: torch.optim.Optimizer, images:
                ) -> dict[str, float]:
     """One optimisation step on a batch of images (B, 3, S, S) in [0, 1]; returns the losses."""
     with torch.no_grad():
-        v1, v2 = views(images)
+        prior = None
+        if cfg.model.lambda_border > 0 and cfg.augment.background_ring > 0:
+            v1, v2, *prior = views(images, with_prior=True)
+        else:
+            v1, v2 = views(images)
         jitter = cfg.augment.feature_jitter
         feature_views = (appearance_jitter(v1, jitter), appearance_jitter(v2, jitter)) if jitter > 0 else None
     with torch.autocast(device_type=images.device.type, dtype=torch.bfloat16, enabled=amp):
-        losses = step_module(v1, v2, class_ids, feature_views)
+        losses = step_module(v1, v2, class_ids, feature_views, prior)
     values = mean_over_ranks(losses)
     if not math.isfinite(values["total"]):  # on every rank alike, so none is left waiting in backward
         raise NonFiniteLoss(values)
