@@ -26,11 +26,9 @@ model (the app's own cost, not the model's).
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import platform
-import sys
 import tempfile
 import threading
 import time
@@ -38,20 +36,13 @@ from pathlib import Path
 
 import numpy as np
 
+from partdisc_core.testing import app_harness
+
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
-def _load_harness():
-    """tests/app_server.py (the app in a subprocess, the load runner), by path: tests/ is no package."""
-    spec = importlib.util.spec_from_file_location("partdisc_app_server", ROOT / "tests" / "app_server.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-harness = _load_harness()
+harness = app_harness(ROOT)
 
 
 def stats(times_s: list[float]) -> dict:

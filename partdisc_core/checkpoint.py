@@ -75,6 +75,30 @@ def _atomic_write(path: Path, write) -> None:
             os.remove(tmp)
 
 
+def save_side_file(folder: str | Path, name: str, record: dict) -> Path:
+    """Write a checkpoint folder's JSON side file (``landmarks.json``, ``part_names.json``) atomically."""
+    path = Path(folder) / name
+    _atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(record, indent=1) + "\n"))
+    return path
+
+
+def load_side_file(folder: str | Path, name: str, fmt: str, what: str, parse):
+    """A checkpoint folder's JSON side file ``name`` read by ``parse(record)``, or None when there is
+    none. A file that is not JSON of format ``fmt``, or that ``parse`` rejects (ValueError, KeyError,
+    TypeError), raises ValueError naming the file as not "a ``what`` of this version"."""
+    path = Path(folder) / name
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text())
+        if not isinstance(record, dict) or record.get("format") != fmt:
+            found = record.get("format") if isinstance(record, dict) else type(record).__name__
+            raise ValueError(f"format {found!r}, expected {fmt!r}")
+        return parse(record)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"{path} is not a {what} of this version: {exc}") from exc
+
+
 def save_model(model: PartDiscModel, path: str | Path, dtype: torch.dtype | None = None,
                include_frozen: bool = False, metadata: dict[str, Any] | None = None) -> Path:
     """Save ``model`` to a folder (``model.safetensors`` + ``config.json``) or to a ``.safetensors``
@@ -246,5 +270,5 @@ def _beside(weights: Path, num_parts: int, what: str):
         return None
 
 
-__all__ = ["save_model", "load_model", "read_checkpoint", "resolve_weights", "shipped_checkpoint", "CheckpointError",
+__all__ = ["save_model", "load_model", "load_side_file", "save_side_file", "read_checkpoint", "resolve_weights", "shipped_checkpoint", "CheckpointError",
            "DEFAULT_CHECKPOINT", "DEFAULT_NAME"]

@@ -91,6 +91,10 @@ class PartDiscConfig:
     decoder_channels: int = 64
     decoder_final_kernel: int = 3
     """Kernel of the decoder's last conv: 3x3 in the paper, 1x1 in the reference code."""
+    decoder_blur: float = 0.0
+    """Gaussian sigma (pixels of the 32x32 map S) applied to S before the decoder (not in the paper;
+    :func:`partdisc_core.model.smooth_synthesis`): the decoder sees the parts' coarse layout and
+    must take each part's detail from G_k, so part swaps carry shape as well as colour. 0: off."""
 
     # --- losses (eq. 4-9) ---------------------------------------------------------------------
     reconstruction: str = "perceptual"
@@ -173,6 +177,7 @@ class PartDiscConfig:
         need(self.width % self.heads == 0, "width must be divisible by heads")
         need(len(self.perceptual_layer_weights) == 5, "perceptual_layer_weights needs 5 values")
         need(self.tau > 0 and self.alpha > 0, "tau and alpha must be positive")
+        need(0 <= self.decoder_blur <= 8, f"decoder_blur must be in [0, 8], got {self.decoder_blur}")
         need(0 < self.border_width < 0.5, f"border_width must be in (0, 0.5), got {self.border_width}")
         need(self.image_size % 4 == 0, "image_size must be a multiple of 4 (two 2x upsamplings)")
         need(len(self.mobilenet_taps) >= 1 and list(self.mobilenet_taps) == sorted(set(self.mobilenet_taps))

@@ -13,6 +13,11 @@ measurable for every checkpoint (``train/evaluate.py --recon``).
   ``min_distance`` (RGB distance in [0, 1] units).
 * G cosine: mean cosine similarity between G_k of two different images, per part (near 1: G hardly
   depends on the image, so swaps cannot change anything).
+* Swap locality: A takes B's G_k for one part k alone; the share of the total absolute pixel change
+  |swap - recA| (summed over RGB) that falls inside A's region of part k dilated by
+  ``round(3 * size / 128)`` px (3 px at 128 px), averaged over every (pair, part) whose region covers
+  at least ``min_area`` (2 %) of the image and whose swap changes anything. 1: a one-part swap only
+  touches that part; the part's area fraction is what a change spread evenly would score.
 """
 from __future__ import annotations
 
@@ -22,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
-__all__ = ["reconstruction_metrics", "psnr", "region_means", "swap_transfer"]
+__all__ = ["reconstruction_metrics", "psnr", "region_means", "swap_locality", "swap_transfer"]
 
 
 def psnr(recon: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -54,6 +59,25 @@ def swap_transfer(swapped_a: torch.Tensor, recon_a: torch.Tensor, recon_b: torch
         return float("nan"), 0
     score = 1.0 - moved[valid] / gap[valid]
     return float(score.mean()), int(valid.sum())
+
+
+def swap_locality(changes: torch.Tensor, labels_a: torch.Tensor, num_parts: int, min_area: float = 0.02,
+                  radius: int | None = None) -> tuple[float, int]:
+    """Swap locality over a batch (see the module docstring): ``changes`` (B, K, H, W), the absolute
+    change of A's image when part k alone is swapped (summed over RGB), ``labels_a`` (B, H, W) A's
+    argmax labels in [0, K] (K: background) -> (mean share inside the dilated region, pairs counted)."""
+    h, w = labels_a.shape[-2:]
+    radius = round(3 * h / 128) if radius is None else radius
+    regions = F.one_hot(labels_a.long(), num_parts + 1)[..., :num_parts].permute(0, 3, 1, 2).float()  # (B, K, H, W)
+    area = regions.mean(dim=(2, 3))
+    if radius > 0:
+        regions = F.max_pool2d(regions, 2 * radius + 1, stride=1, padding=radius)
+    total = changes.sum(dim=(2, 3))
+    inside = (changes * regions).sum(dim=(2, 3))
+    valid = (area >= min_area) & (total > 1e-6 * h * w)
+    if not valid.any():
+        return float("nan"), 0
+    return float((inside[valid] / total[valid]).mean()), int(valid.sum())
 
 
 @torch.no_grad()
@@ -90,7 +114,8 @@ def reconstruction_metrics(model, dataset: Dataset, batch_size: int = 32, num_im
         other = (torch.arange(n) + n // 2) % n
         swapped = parts.clone()
         swapped[:, :k] = parts[other, :k]
-        scores, weights = [], []
+        scores, weights, local, local_n = [], [], [], []
+        eye = torch.eye(k + 1, dtype=torch.bool)[:k].unsqueeze(-1)  # (K, K+1, 1): part k alone
         for start in range(0, n, batch_size):
             sl = slice(start, start + batch_size)
             swap_img = model.render(feats[sl].to(model.device), swapped[sl].to(model.device)).cpu()
@@ -98,10 +123,22 @@ def reconstruction_metrics(model, dataset: Dataset, batch_size: int = 32, num_im
             if count:
                 scores.append(score * count)
                 weights.append(count)
+            # one part at a time: (b, K, K+1, C) representations, rendered in chunks of batch_size
+            one = torch.where(eye, parts[other[sl]].unsqueeze(1), parts[sl].unsqueeze(1)).flatten(0, 1)
+            f_rep = feats[sl].repeat_interleave(k, dim=0)
+            imgs = torch.cat([model.render(f_rep[i:i + batch_size].to(model.device),
+                                           one[i:i + batch_size].to(model.device)).cpu()
+                              for i in range(0, len(one), batch_size)])
+            change = (imgs.view(-1, k, *imgs.shape[1:]) - recons[sl].unsqueeze(1)).abs().sum(dim=2)
+            share, count = swap_locality(change, labels[sl], k)
+            if count:
+                local.append(share * count)
+                local_n.append(count)
         unit = torch.nn.functional.normalize(parts[:, :k], dim=-1)
         cosine = (unit * unit[other]).sum(-1).mean(0)  # (K,)
     finally:
         model.train(was_training)
     transfer = sum(scores) / sum(weights) if weights else math.nan
-    return {"psnr": float(torch.cat(psnrs)[:n].mean()), "swap_transfer": transfer,
+    locality = sum(local) / sum(local_n) if local_n else math.nan
+    return {"psnr": float(torch.cat(psnrs)[:n].mean()), "swap_transfer": transfer, "swap_locality": locality,
             "g_cosine": float(cosine.mean()), "g_cosine_max": float(cosine.max()), "num_recon": n}

@@ -12,7 +12,6 @@ K foreground maps V_1..V_K -> L landmarks) saved with a checkpoint as ``landmark
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -109,34 +108,28 @@ def part_landmark_names(head: PartLandmarks, maps: Any, near: float = 0.35) -> l
 
 def save_part_landmarks(head: PartLandmarks, folder: str | Path) -> Path:
     """Write ``landmarks.json`` into a checkpoint folder (atomic)."""
-    from .checkpoint import _atomic_write
+    from .checkpoint import save_side_file
 
     record = {"format": FORMAT, "names": list(head.names), "num_parts": head.num_parts, "frame": head.frame,
               "weights": head.regressor.weights.tolist(), "fitted_on": head.fitted_on, "scores": head.scores or {}}
-    path = Path(folder) / LANDMARKS_NAME
-    _atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(record, indent=1) + "\n"))
-    return path
+    return save_side_file(folder, LANDMARKS_NAME, record)
 
 
 def load_part_landmarks(folder: str | Path, num_parts: int) -> PartLandmarks | None:
     """``landmarks.json`` of a checkpoint folder, or None when there is none. A file that is not
     valid JSON of this format, or made for another number of parts, raises ValueError."""
-    path = Path(folder) / LANDMARKS_NAME
-    if not path.is_file():
-        return None
-    try:
-        record = json.loads(path.read_text())
-        if not isinstance(record, dict) or record.get("format") != FORMAT:
-            found = record.get("format") if isinstance(record, dict) else type(record).__name__
-            raise ValueError(f"format {found!r}, expected {FORMAT!r}")
+    from .checkpoint import load_side_file
+
+    def parse(record: dict) -> PartLandmarks:
         weights = np.asarray(record["weights"], np.float64)
         names = tuple(str(n) for n in record["names"])
-        head = PartLandmarks(LandmarkRegressor(weights, len(names)), names, int(record["num_parts"]),
+        return PartLandmarks(LandmarkRegressor(weights, len(names)), names, int(record["num_parts"]),
                              int(record["frame"]), str(record.get("fitted_on", "")), record.get("scores") or None)
-    except (ValueError, KeyError, TypeError) as exc:
-        raise ValueError(f"{path} is not a landmark file of this version: {exc}") from exc
-    if head.num_parts != num_parts:
-        raise ValueError(f"{path} was fitted for {head.num_parts} parts, the model has {num_parts}")
+
+    head = load_side_file(folder, LANDMARKS_NAME, FORMAT, "landmark file", parse)
+    if head is not None and head.num_parts != num_parts:
+        raise ValueError(f"{Path(folder) / LANDMARKS_NAME} was fitted for {head.num_parts} parts, "
+                         f"the model has {num_parts}")
     return head
 
 

@@ -8,6 +8,7 @@ Test time (Fig. 3, §3.4): G acts as K + 1 detectors over F upsampled bilinearly
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -44,6 +45,23 @@ def part_probabilities(parts: torch.Tensor, features: torch.Tensor, tau: float) 
 def synthesize(probabilities: torch.Tensor, parts: torch.Tensor) -> torch.Tensor:
     """S (eq. 3): sum_k V_k G_k, a convex combination of the part representations at each pixel."""
     return torch.einsum("bkhw,bkc->bchw", probabilities, parts.to(probabilities.dtype))
+
+
+def smooth_synthesis(synthetic: torch.Tensor, sigma: float) -> torch.Tensor:
+    """S blurred by a Gaussian of ``sigma`` pixels (of S's own grid) before the decoder; sigma 0
+    returns S unchanged. Not in the paper (``decoder_blur``): S = sum_k V_k G_k is linear in V, so
+    this equals decoding the blurred maps, which leaves the decoder the parts' coarse layout only;
+    the detail of each part's shape then has to come from G_k, and a swap of G_k carries it."""
+    if sigma <= 0:
+        return synthetic
+    radius = max(1, int(math.ceil(2.5 * sigma)))
+    x = torch.arange(-radius, radius + 1, device=synthetic.device, dtype=torch.float32)
+    kernel = torch.exp(-0.5 * (x / sigma) ** 2)
+    kernel = (kernel / kernel.sum()).to(synthetic.dtype)
+    c = synthetic.shape[1]
+    out = F.pad(synthetic, (radius, radius, radius, radius), mode="replicate")
+    out = F.conv2d(out, kernel.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
+    return F.conv2d(out, kernel.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
 
 
 @dataclass
@@ -145,6 +163,8 @@ class PartDiscModel(nn.Module):
         return self.partformer(self._resize(images, self.cfg.image_size), class_ids, return_attention)
 
     def decode(self, synthetic: torch.Tensor) -> torch.Tensor:
+        """The decoder applied to S (blurred first when ``decoder_blur`` > 0), at ``image_size``."""
+        synthetic = smooth_synthesis(synthetic, self.cfg.decoder_blur)
         out = self.decoder(self._conv_layout(synthetic))
         return self._resize(out, self.cfg.image_size)
 
@@ -373,4 +393,4 @@ class PartDiscModel(nn.Module):
 
 
 __all__ = ["PartDiscModel", "Prediction", "SwapResult", "TrainOutput", "cpu_has_native_bf16", "part_probabilities",
-           "synthesize"]
+           "smooth_synthesis", "synthesize"]

@@ -34,7 +34,6 @@ IMAGE's left and right (the person's right eye is the "left eye"), as in the 5-p
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -263,36 +262,28 @@ def names_of(model: Any) -> tuple[str, ...] | None:
 
 def save_part_names(names: PartNames, folder: str | Path) -> Path:
     """Write ``part_names.json`` into a checkpoint folder (atomic)."""
-    from .checkpoint import _atomic_write
+    from .checkpoint import save_side_file
 
     record = {"format": FORMAT, "num_parts": names.num_parts, "names": list(names.names),
               "regions": list(names.regions), "dice": list(names.scores), "fitted_on": names.fitted_on,
               "images": names.images,
               "note": "left and right are the image's left and right; each part is named after the face "
                       "region it overlaps best on the annotated faces (partdisc_core/partnames.py)"}
-    path = Path(folder) / PART_NAMES_NAME
-    _atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(record, indent=1) + "\n"))
-    return path
+    return save_side_file(folder, PART_NAMES_NAME, record)
 
 
 def load_part_names(folder: str | Path, num_parts: int) -> PartNames | None:
     """``part_names.json`` of a checkpoint folder, or None when there is none. A file that is not
     valid JSON of this format, or made for another number of parts, raises ValueError."""
-    path = Path(folder) / PART_NAMES_NAME
-    if not path.is_file():
-        return None
-    try:
-        record = json.loads(path.read_text())
-        if not isinstance(record, dict) or record.get("format") != FORMAT:
-            found = record.get("format") if isinstance(record, dict) else type(record).__name__
-            raise ValueError(f"format {found!r}, expected {FORMAT!r}")
-        names = PartNames(tuple(record["names"]), int(record["num_parts"]), tuple(record.get("regions", ())),
-                          tuple(record.get("dice", ())), str(record.get("fitted_on", "")),
-                          int(record.get("images", 0)))
-    except (ValueError, KeyError, TypeError) as exc:
-        raise ValueError(f"{path} is not a part-names file of this version: {exc}") from exc
-    if names.num_parts != num_parts:
-        raise ValueError(f"{path} names {names.num_parts} parts, the model has {num_parts}")
+    from .checkpoint import load_side_file
+
+    def parse(record: dict) -> PartNames:
+        return PartNames(tuple(record["names"]), int(record["num_parts"]), tuple(record.get("regions", ())),
+                         tuple(record.get("dice", ())), str(record.get("fitted_on", "")), int(record.get("images", 0)))
+
+    names = load_side_file(folder, PART_NAMES_NAME, FORMAT, "part-names file", parse)
+    if names is not None and names.num_parts != num_parts:
+        raise ValueError(f"{Path(folder) / PART_NAMES_NAME} names {names.num_parts} parts, the model has {num_parts}")
     return names
 
 

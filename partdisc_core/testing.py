@@ -4,6 +4,7 @@ runs quick on a small CPU. Also a stand-in webcam (:func:`moving_face_frames`) f
 tests and benchmark."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .config import PartDiscConfig
@@ -19,6 +20,26 @@ TINY: dict[str, Any] = dict(width=64, depth=2, heads=2, mlp_dim=128, num_parts=4
 def tiny_config(**changes: Any) -> PartDiscConfig:
     """The tiny configuration with ``changes`` applied (any :class:`PartDiscConfig` field)."""
     return PartDiscConfig(**{**TINY, **changes})
+
+
+def app_harness(root: str | Path | None = None):
+    """The repository's ``tests/app_server.py`` (the app in a subprocess, the browser's flags, the
+    load runner) as a module, for scripts and benchmarks outside the test suite; loaded by path,
+    since tests/ is no package. ``root``: the checkout (default: the one this file is in)."""
+    import importlib.util
+    import sys
+
+    path = Path(root or Path(__file__).resolve().parents[1]) / "tests" / "app_server.py"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: the app harness needs a source checkout of partdisc")
+    name = "partdisc_app_server"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
 
 
 def moving_face_frames(count: int, size: tuple[int, int] = (640, 480), face_side: int = 360,

@@ -12,8 +12,6 @@ face (``--celeba``) from ``../shared/data/faces``; writes one full-page PNG per 
 from __future__ import annotations
 
 import argparse
-import importlib.util
-import sys
 import tempfile
 from pathlib import Path
 
@@ -133,20 +131,13 @@ def run(page, url: str, helen: Path, celeba: Path, out: Path, work: Path, timeou
     return shots
 
 
-def _load_harness():
-    """tests/app_server.py (the app in a subprocess, the browser's flags), by path: tests/ is no package."""
-    spec = importlib.util.spec_from_file_location("partdisc_app_server", ROOT / "tests" / "app_server.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
 def main(argv=None) -> list[Path]:
     args = parse_args(argv)
     from playwright.sync_api import sync_playwright
 
-    harness = _load_harness()
+    from partdisc_core.testing import app_harness
+
+    harness = app_harness(ROOT)
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

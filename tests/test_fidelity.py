@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from partdisc_core import PartDiscModel
-from partdisc_core.fidelity import psnr, reconstruction_metrics, region_means, swap_transfer
+from partdisc_core.fidelity import psnr, reconstruction_metrics, region_means, swap_locality, swap_transfer
 from partdisc_core.synthetic import SyntheticFaces
 from partdisc_core.testing import tiny_config
 
@@ -47,6 +47,27 @@ def test_swap_transfer_is_one_for_a_full_move_and_zero_for_none():
     assert same[1] == 0 and math.isnan(same[0])
 
 
+def test_swap_locality_counts_the_change_inside_the_dilated_part():
+    labels = torch.full((1, 32, 32), 2)  # K = 2: part 0 a 8x8 square, part 1 absent (background elsewhere)
+    labels[0, 8:16, 8:16] = 0
+    inside = torch.zeros(1, 2, 32, 32)
+    inside[0, 0, 9:15, 9:15] = 1.0
+    assert swap_locality(inside, labels, 2, radius=0) == (pytest.approx(1.0), 1)
+    # a change one pixel outside the square counts only once the region is dilated
+    ring = torch.zeros(1, 2, 32, 32)
+    ring[0, 0, 7, 8:16] = 1.0
+    ring[0, 0, 10, 10] = 1.0
+    assert swap_locality(ring, labels, 2, radius=0)[0] == pytest.approx(1 / 9)
+    assert swap_locality(ring, labels, 2, radius=1)[0] == pytest.approx(1.0)
+    # a change spread evenly scores the (dilated) area fraction; a part under min_area is not counted
+    even = torch.ones(1, 2, 32, 32)
+    assert swap_locality(even, labels, 2, radius=0)[0] == pytest.approx(64 / 1024)
+    share, counted = swap_locality(even, labels, 2, radius=0, min_area=0.1)
+    assert math.isnan(share) and counted == 0
+    # 3 px at 128 px by default: radius scales with the image
+    assert swap_locality(even, labels, 2)[0] == pytest.approx(10 * 10 / 1024)
+
+
 def test_reconstruction_metrics_on_a_model():
     torch.manual_seed(0)
     model = PartDiscModel(tiny_config(perceptual_weights="random")).eval()
@@ -57,11 +78,13 @@ def test_reconstruction_metrics_on_a_model():
     assert 0 < out["psnr"] < 60
     assert -1.0 <= out["g_cosine"] <= out["g_cosine_max"] <= 1.0
     assert math.isnan(out["swap_transfer"]) or -5 < out["swap_transfer"] < 5
+    assert math.isnan(out["swap_locality"]) or 0.0 <= out["swap_locality"] <= 1.0
     # a decoder that ignores S (constant output) cannot transfer anything: swap transfer 0 where counted
     with torch.no_grad():
         for p in model.decoder.parameters():
             p.zero_()
     flat = reconstruction_metrics(model, dataset, batch_size=4)
     assert flat["num_recon"] == 6 and (math.isnan(flat["swap_transfer"]) or flat["swap_transfer"] == 0.0)
+    assert math.isnan(flat["swap_locality"])  # nothing changes: no part counted
     with pytest.raises(ValueError, match="two images"):
         reconstruction_metrics(model, dataset[:1])

@@ -304,3 +304,30 @@ def test_cpu_and_cuda_agree():
     assert pg.masks.device.type == "cuda"
     torch.testing.assert_close(pg.masks.cpu(), pc.masks, atol=5e-2, rtol=0)
     torch.testing.assert_close(pg.attention.cpu(), pc.attention, atol=5e-2, rtol=0)
+
+
+def test_decoder_blur_keeps_flat_synthesis_and_spreads_a_point():
+    from partdisc_core.model import smooth_synthesis
+    from partdisc_core.testing import tiny_config
+
+    flat = torch.full((1, 3, 9, 9), 0.7)
+    torch.testing.assert_close(smooth_synthesis(flat, 1.5), flat)  # a Gaussian of unit mass
+    point = torch.zeros(1, 2, 15, 15)
+    point[0, 0, 7, 7] = 1.0
+    out = smooth_synthesis(point, 1.0)
+    assert out[0, 0].sum() == pytest.approx(1.0, abs=1e-5) and out[0, 1].abs().max() == 0  # channels stay apart
+    assert out[0, 0, 7, 7] < 0.2 and out[0, 0, 7, 8] == pytest.approx(out[0, 0, 8, 7].item())
+    assert out[0, 0, 7, 8] > out[0, 0, 7, 9] > 0
+    assert smooth_synthesis(point, 0.0) is point
+    # the model decodes the blurred S: with a blur the decoder's output changes, gradients still flow
+    torch.manual_seed(0)
+    model = PartDiscModel(tiny_config(perceptual_weights="random"))
+    s = torch.randn(2, model.cfg.feature_dim, 16, 16, requires_grad=True)
+    sharp = model.decode(s)
+    model.cfg.decoder_blur = 1.5
+    blurred = model.decode(s)
+    assert not torch.allclose(sharp, blurred)
+    blurred.sum().backward()
+    assert s.grad is not None and s.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="decoder_blur"):
+        tiny_config(decoder_blur=-1.0)

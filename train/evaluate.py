@@ -33,9 +33,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 ORDER = ("nme", "nme_mean_shape", "nmi", "ari", "fg_nmi", "fg_ari", "nmi68", "ari68", "bg68", "coverage", "spill",
          "dense_nmi", "dense_ari", "dense_fg_nmi",
-         "dense_fg_ari", "psnr", "swap_transfer", "g_cosine", "g_cosine_max", "num_fit", "num_test", "num_dense68",
+         "dense_fg_ari", "psnr", "swap_transfer", "swap_locality", "g_cosine", "g_cosine_max", "num_fit", "num_test", "num_dense68",
          "num_recon")
-UNITS = {"psnr": " dB", "swap_transfer": "", "g_cosine": "", "g_cosine_max": ""}
+UNITS = {"psnr": " dB", "swap_transfer": "", "swap_locality": "", "g_cosine": "", "g_cosine_max": ""}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -64,7 +64,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--workers", type=int, default=0, help="data loader worker processes")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps ...")
     p.add_argument("--recon", action="store_true",
-                   help="also measure the decoder: reconstruction PSNR, swap transfer and G cosine on the test "
+                   help="also measure the decoder: reconstruction PSNR, swap transfer, swap locality and G cosine on the test "
                         "images (partdisc_core/fidelity.py)")
     p.add_argument("--no-dense68", action="store_true",
                    help="skip the 68-point dense face figures even when the test folder has landmarks68.csv")
