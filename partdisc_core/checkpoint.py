@@ -270,5 +270,5 @@ def _beside(weights: Path, num_parts: int, what: str):
         return None
 
 
-__all__ = ["save_model", "load_model", "load_side_file", "save_side_file", "read_checkpoint", "resolve_weights", "shipped_checkpoint", "CheckpointError",
-           "DEFAULT_CHECKPOINT", "DEFAULT_NAME"]
+__all__ = ["save_model", "load_model", "load_side_file", "save_side_file", "read_checkpoint", "resolve_weights",
+           "shipped_checkpoint", "CheckpointError", "DEFAULT_CHECKPOINT", "DEFAULT_NAME"]

@@ -81,9 +81,12 @@ def swap_locality(changes: torch.Tensor, labels_a: torch.Tensor, num_parts: int,
 
 
 @torch.no_grad()
-def reconstruction_metrics(model, dataset: Dataset, batch_size: int = 32, num_images: int | None = None) -> dict:
+def reconstruction_metrics(model, dataset: Dataset, batch_size: int = 32, num_images: int | None = None,
+                           locality: bool = False) -> dict:
     """PSNR (dB), swap transfer and G cosine of ``model`` on the images of ``dataset`` (dicts with an
-    ``image`` in [0, 1]); see the module docstring. Needs at least two images."""
+    ``image`` in [0, 1]); see the module docstring. Needs at least two images. ``locality`` adds
+    ``swap_locality``, which decodes every image K more times (``evaluate.py --recon`` asks for it;
+    the validations during training do not)."""
     was_training = model.training
     model.eval()
     try:
@@ -123,6 +126,8 @@ def reconstruction_metrics(model, dataset: Dataset, batch_size: int = 32, num_im
             if count:
                 scores.append(score * count)
                 weights.append(count)
+            if not locality:
+                continue
             # one part at a time: (b, K, K+1, C) representations, rendered in chunks of batch_size
             one = torch.where(eye, parts[other[sl]].unsqueeze(1), parts[sl].unsqueeze(1)).flatten(0, 1)
             f_rep = feats[sl].repeat_interleave(k, dim=0)
@@ -139,6 +144,8 @@ def reconstruction_metrics(model, dataset: Dataset, batch_size: int = 32, num_im
     finally:
         model.train(was_training)
     transfer = sum(scores) / sum(weights) if weights else math.nan
-    locality = sum(local) / sum(local_n) if local_n else math.nan
-    return {"psnr": float(torch.cat(psnrs)[:n].mean()), "swap_transfer": transfer, "swap_locality": locality,
-            "g_cosine": float(cosine.mean()), "g_cosine_max": float(cosine.max()), "num_recon": n}
+    out = {"psnr": float(torch.cat(psnrs)[:n].mean()), "swap_transfer": transfer,
+           "g_cosine": float(cosine.mean()), "g_cosine_max": float(cosine.max()), "num_recon": n}
+    if locality:
+        out["swap_locality"] = sum(local) / sum(local_n) if local_n else math.nan
+    return out

@@ -22,14 +22,14 @@ def tiny_config(**changes: Any) -> PartDiscConfig:
     return PartDiscConfig(**{**TINY, **changes})
 
 
-def app_harness(root: str | Path | None = None):
-    """The repository's ``tests/app_server.py`` (the app in a subprocess, the browser's flags, the
-    load runner) as a module, for scripts and benchmarks outside the test suite; loaded by path,
-    since tests/ is no package. ``root``: the checkout (default: the one this file is in)."""
+def app_harness(root: str | Path):
+    """The checkout ``root``'s ``tests/app_server.py`` (the app in a subprocess, the browser's flags,
+    the load runner) as a module, for scripts and benchmarks outside the test suite; loaded by path,
+    since tests/ is no package (and is not installed with partdisc_core)."""
     import importlib.util
     import sys
 
-    path = Path(root or Path(__file__).resolve().parents[1]) / "tests" / "app_server.py"
+    path = Path(root) / "tests" / "app_server.py"
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: the app harness needs a source checkout of partdisc")
     name = "partdisc_app_server"

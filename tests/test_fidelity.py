@@ -73,7 +73,7 @@ def test_reconstruction_metrics_on_a_model():
     model = PartDiscModel(tiny_config(perceptual_weights="random")).eval()
     faces = SyntheticFaces(size=64).generate(6, seed=2).images
     dataset = [{"image": img} for img in faces]
-    out = reconstruction_metrics(model, dataset, batch_size=4)
+    out = reconstruction_metrics(model, dataset, batch_size=4, locality=True)
     assert out["num_recon"] == 6
     assert 0 < out["psnr"] < 60
     assert -1.0 <= out["g_cosine"] <= out["g_cosine_max"] <= 1.0
@@ -83,7 +83,7 @@ def test_reconstruction_metrics_on_a_model():
     with torch.no_grad():
         for p in model.decoder.parameters():
             p.zero_()
-    flat = reconstruction_metrics(model, dataset, batch_size=4)
+    flat = reconstruction_metrics(model, dataset, batch_size=4, locality=True)
     assert flat["num_recon"] == 6 and (math.isnan(flat["swap_transfer"]) or flat["swap_transfer"] == 0.0)
     assert math.isnan(flat["swap_locality"])  # nothing changes: no part counted
     with pytest.raises(ValueError, match="two images"):

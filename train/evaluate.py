@@ -33,8 +33,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 ORDER = ("nme", "nme_mean_shape", "nmi", "ari", "fg_nmi", "fg_ari", "nmi68", "ari68", "bg68", "coverage", "spill",
          "dense_nmi", "dense_ari", "dense_fg_nmi",
-         "dense_fg_ari", "psnr", "swap_transfer", "swap_locality", "g_cosine", "g_cosine_max", "num_fit", "num_test", "num_dense68",
-         "num_recon")
+         "dense_fg_ari", "psnr", "swap_transfer", "swap_locality", "g_cosine", "g_cosine_max", "num_fit", "num_test",
+         "num_dense68", "num_recon")
 UNITS = {"psnr": " dB", "swap_transfer": "", "swap_locality": "", "g_cosine": "", "g_cosine_max": ""}
 
 
@@ -64,8 +64,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--workers", type=int, default=0, help="data loader worker processes")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps ...")
     p.add_argument("--recon", action="store_true",
-                   help="also measure the decoder: reconstruction PSNR, swap transfer, swap locality and G cosine on the test "
-                        "images (partdisc_core/fidelity.py)")
+                   help="also measure the decoder: reconstruction PSNR, swap transfer, swap locality and G cosine on "
+                        "the test images (partdisc_core/fidelity.py)")
     p.add_argument("--no-dense68", action="store_true",
                    help="skip the 68-point dense face figures even when the test folder has landmarks68.csv")
     p.add_argument("--json", help="write the results to this JSON file")
@@ -191,7 +191,7 @@ def main(argv=None) -> dict:
     if args.recon:
         from partdisc_core.fidelity import reconstruction_metrics
 
-        results.update(reconstruction_metrics(model, test, batch_size=args.batch_size))
+        results.update(reconstruction_metrics(model, test, batch_size=args.batch_size, locality=True))
     ckpt = str(args.checkpoint) if args.checkpoint else "shipped (partdisc_core.DEFAULT_CHECKPOINT)"
     print(f"checkpoint: {ckpt}   K = {model.cfg.num_parts}   rotate = {args.rotate:g} deg")
     print(format_table(results))
